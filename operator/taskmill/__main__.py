@@ -1,0 +1,3 @@
+from taskmill.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``taskmill`` and ``kubectl taskmill`` commands (click)."""

@@ -1,0 +1,35 @@
+"""Entry points: ``taskmill`` (all commands) and ``kubectl-taskmill`` (the user
+commands, so ``kubectl taskmill ...`` works as a kubectl plugin)."""
+
+from __future__ import annotations
+
+import click
+
+import taskmill
+from taskmill.cli.dev import dev
+from taskmill.cli.runtime import operator_command, worker_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(taskmill.__version__, prog_name="taskmill")
+def cli() -> None:
+    """Taskmill: a Kubernetes-native task scheduler."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(taskmill.__version__, prog_name="kubectl-taskmill")
+def plugin() -> None:
+    """Taskmill's user commands, as a kubectl plugin."""
+
+
+cli.add_command(operator_command)
+cli.add_command(worker_command)
+cli.add_command(dev)
+
+
+def main() -> None:
+    cli(prog_name="taskmill")
+
+
+def kubectl_plugin() -> None:
+    plugin(prog_name="kubectl taskmill")

@@ -1,0 +1,601 @@
+"""The operator's engine: watch events in, leases out, status writes back.
+
+``observe`` is fed every Task watch event (kopf calls it) and keeps an
+in-memory record per Task; eligible Tasks go into the pure
+:class:`~taskmill.dispatch.queue.DispatchQueue`. The lease API calls
+``lease``, ``heartbeat`` and ``complete``. A background loop expires leases
+whose heartbeats stopped and marks Tasks no worker asks for.
+
+Stale events are dropped by comparing resourceVersions, which etcd issues as
+increasing integers (the API server's watch cache relies on the same); our own
+writes update the record at once, so their echo on the watch is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from taskmill.controller.events import EventRecorder
+from taskmill.controller.settings import OperatorSettings
+from taskmill.controller.status_writer import StatusPatch, StatusWriter
+from taskmill.dispatch import transitions
+from taskmill.dispatch.backoff import BackoffPolicy
+from taskmill.dispatch.clock import Clock, WallClock, to_datetime, to_timestamp
+from taskmill.dispatch.leases import LeaseBook, LeaseInfo
+from taskmill.dispatch.queue import DispatchQueue, QueueItem, TaskKey
+from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.models.lease import (
+    CompleteRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeasedTask,
+    LeaseRequest,
+    Outcome,
+    ReportedError,
+)
+from taskmill.models.resources import Task
+from taskmill.models.task import (
+    DEFAULT_MAX_ATTEMPTS,
+    PAYLOAD_MAX_BYTES,
+    RESULT_MAX_BYTES,
+    AttemptOutcome,
+    Phase,
+    Reason,
+    TaskStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LeaseConflict(Exception):
+    """The lease named is not current: expired, foreign, or already completed."""
+
+
+class BadPayload(Exception):
+    """``payloadFrom`` names something missing or not a JSON object."""
+
+
+@dataclass
+class TaskRecord:
+    key: TaskKey
+    uid: str
+    resource_version: str
+    task: Task
+    body: dict[str, Any]
+
+    @property
+    def status(self) -> TaskStatus:
+        return self.task.status or TaskStatus()
+
+
+@dataclass
+class Stats:
+    leased: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    dead: int = 0
+    expired: int = 0
+    lease_conflicts: int = 0
+    lease_latency: list[float] = field(default_factory=list)
+
+
+def _newer(candidate: str, known: str) -> bool:
+    try:
+        return int(candidate) > int(known)
+    except ValueError:
+        return candidate != known
+
+
+class Engine:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: OperatorSettings,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.clock = clock or WallClock()
+        self.rng = rng or random.Random()
+        self.queue = DispatchQueue()
+        self.leases = LeaseBook()
+        self.records: dict[TaskKey, TaskRecord] = {}
+        self.writer = StatusWriter(client, max_concurrent=settings.max_concurrent_writes)
+        self.events = EventRecorder(
+            client, per_second=settings.events_per_second, component=settings.instance
+        )
+        self.stats = Stats()
+        self._changed = asyncio.Event()
+        self._completing: set[str] = set()
+        #: Leases of Tasks cancelled or deleted while running: heartbeats say cancel.
+        self._cancelled: dict[str, float] = {}
+        #: When a worker last asked for each type (monotonic seconds).
+        self._wanted: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ watch
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Take in one watch event of a Task. Never raises."""
+        try:
+            self._observe(event_type, body)
+        except Exception:
+            meta = body.get("metadata", {})
+            log.exception("failed to process Task %s/%s", meta.get("namespace"), meta.get("name"))
+
+    def _observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key: TaskKey = (meta.get("namespace", ""), meta.get("name", ""))
+        uid = meta.get("uid", "")
+        if event_type == "DELETED":
+            self._forget(key, cancelled=True)
+            return
+        rv = meta.get("resourceVersion", "")
+        known = self.records.get(key)
+        if known is not None:
+            if known.uid != uid:
+                self._forget(key, cancelled=True)  # deleted and created again
+            elif not _newer(rv, known.resource_version):
+                return  # the echo of our own write, or an older event
+        try:
+            task = Task.model_validate(body)
+        except ValidationError as exc:
+            self._spawn(self._reject_invalid(key, body, exc))
+            return
+        record = TaskRecord(key=key, uid=uid, resource_version=rv, task=task, body=body)
+        self.records[key] = record
+        self._schedule(record)
+
+    def _schedule(self, record: TaskRecord) -> None:
+        key, task, status = record.key, record.task, record.status
+        if status.phase.is_finished:
+            self.queue.discard(key)
+            self.leases.remove_key(key)
+            return
+        if task.spec.cancel or task.metadata.deletion_timestamp is not None:
+            self.queue.discard(key)
+            self._spawn(self._cancel(record))
+            return
+        if status.phase == Phase.RUNNING:
+            self.queue.discard(key)
+            if status.lease is not None and self.leases.for_key(key) is None:
+                self._restore_lease(record)
+            return
+        if self.leases.for_key(key) is not None:
+            return  # our lease write is in flight; its echo comes next
+        payload = task.spec.payload
+        if payload is not None and len(orjson.dumps(payload)) > PAYLOAD_MAX_BYTES:
+            message = f"payload is larger than {PAYLOAD_MAX_BYTES} bytes; use payloadFrom"
+            self._spawn(self._mark_dead(record, Reason.PAYLOAD_TOO_LARGE, message))
+            return
+        now = self.clock.now()
+        eligible_at = 0.0
+        if status.next_attempt_at is not None:
+            eligible_at = to_timestamp(status.next_attempt_at)
+        if task.spec.run_at is not None and status.attempts == 0:
+            run_at = to_timestamp(task.spec.run_at)
+            eligible_at = max(eligible_at, run_at)
+            if run_at > now and status.reason != Reason.RUN_AT:
+                patch = transitions.waiting(Reason.RUN_AT, "waiting for spec.runAt", run_at)
+                self._spawn(self._write_quietly(record, patch))
+        created = task.metadata.creation_timestamp
+        self.queue.put(
+            QueueItem(
+                key=key,
+                type=task.spec.type,
+                priority=task.spec.priority,
+                created=to_timestamp(created) if created else now,
+                eligible_at=eligible_at,
+            ),
+            now,
+        )
+        self._changed.set()
+
+    def _restore_lease(self, record: TaskRecord) -> None:
+        """A Task found Running at start-up keeps its lease; its worker has one
+        lease period from now to heartbeat before it expires."""
+        status = record.status
+        assert status.lease is not None
+        now = self.clock.now()
+        lease_seconds = self.settings.lease_seconds
+        started = to_timestamp(status.started_at) if status.started_at else now
+        self.leases.add(
+            LeaseInfo(
+                id=status.lease.id,
+                key=record.key,
+                uid=record.uid,
+                worker=status.lease.worker,
+                attempt=max(status.attempts, 1),
+                started_at=started,
+                expires_at=max(to_timestamp(status.lease.expires_at), now + lease_seconds),
+                lease_seconds=lease_seconds,
+            )
+        )
+
+    def _forget(self, key: TaskKey, *, cancelled: bool) -> None:
+        self.queue.discard(key)
+        self.records.pop(key, None)
+        lease = self.leases.remove_key(key)
+        if lease is not None and cancelled:
+            self._cancelled[lease.id] = self.clock.now() + lease.lease_seconds
+
+    # ------------------------------------------------------------------ lease API
+
+    async def lease(self, request: LeaseRequest) -> list[LeasedTask]:
+        """Long-poll: return as soon as at least one Task is leased, or [] at the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.wait_seconds
+        while True:
+            now_mono = time.monotonic()
+            for type_ in request.types:
+                self._wanted[type_] = now_mono
+            changed = self._changed
+            items = self.queue.pop(request.types, request.max, self.clock.now())
+            if items:
+                grants = await asyncio.gather(*(self._grant(i, request.worker) for i in items))
+                leased = [g for g in grants if g is not None]
+                if leased:
+                    return leased
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            wait = remaining
+            next_at = self.queue.next_eligible_at()
+            if next_at is not None:
+                wait = min(wait, max(0.0, next_at - self.clock.now()) + 0.001)
+            if changed.is_set():
+                self._changed = asyncio.Event()
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def _grant(self, item: QueueItem, worker: str) -> LeasedTask | None:
+        record = self.records.get(item.key)
+        if record is None:
+            return None
+        spec = record.task.spec
+        try:
+            payload = await self._payload(record)
+        except BadPayload as exc:
+            await self._mark_dead(record, Reason.INVALID_TASK, str(exc))
+            return None
+        now = self.clock.now()
+        lease_seconds = self.settings.lease_seconds
+        lease = LeaseInfo(
+            id=uuid.uuid4().hex,
+            key=item.key,
+            uid=record.uid,
+            worker=worker,
+            attempt=record.status.attempts + 1,
+            started_at=now,
+            expires_at=now + lease_seconds,
+            lease_seconds=lease_seconds,
+        )
+        self.leases.add(lease)
+        try:
+            updated = await self.writer.write(
+                item.key[0], item.key[1], record.resource_version,
+                transitions.leased(record.task.status, lease),
+            )
+        except ApiError as exc:
+            self.leases.remove(lease.id)
+            self.stats.lease_conflicts += 1
+            if not (exc.is_conflict or exc.is_not_found):
+                log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
+                self._requeue(record)
+            return None  # a newer version is on its way through the watch
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.leases.remove(lease.id)
+            log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
+            self._requeue(record)
+            return None
+        self._adopt(record, updated)
+        self.stats.leased += 1
+        return LeasedTask(
+            lease_id=lease.id,
+            namespace=item.key[0],
+            name=item.key[1],
+            uid=record.uid,
+            type=spec.type,
+            attempt=lease.attempt,
+            payload=payload,
+            timeout_seconds=spec.timeout_seconds,
+            expires_at=to_datetime(lease.expires_at),
+            heartbeat_seconds=lease_seconds * self.settings.heartbeat_fraction,
+        )
+
+    async def _payload(self, record: TaskRecord) -> dict[str, Any] | None:
+        spec = record.task.spec
+        source = spec.payload_from
+        if source is None:
+            return spec.payload
+        ref, plural = (
+            (source.config_map_key_ref, "configmaps")
+            if source.config_map_key_ref
+            else (source.secret_key_ref, "secrets")
+        )
+        if ref is None:
+            raise BadPayload("payloadFrom names neither a configMapKeyRef nor a secretKeyRef")
+        try:
+            obj = await self.client.get(path(plural, record.key[0], ref.name, group="", version="v1"))
+        except ApiError as exc:
+            raise BadPayload(f"payloadFrom: {plural[:-1]} {ref.name!r}: {exc.message}") from exc
+        data = obj.get("data") or {}
+        if ref.key not in data:
+            raise BadPayload(f"payloadFrom: {plural[:-1]} {ref.name!r} has no key {ref.key!r}")
+        raw = data[ref.key]
+        if plural == "secrets":
+            import base64
+
+            raw = base64.b64decode(raw)
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadPayload(f"payloadFrom: key {ref.key!r} is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise BadPayload(f"payloadFrom: key {ref.key!r} is not a JSON object")
+        return value
+
+    def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse:
+        now = self.clock.now()
+        if request.lease_id in self._cancelled:
+            return HeartbeatResponse(expires_at=to_datetime(now), cancel=True)
+        lease = self.leases.get(request.lease_id)
+        if lease is None or (worker is not None and lease.worker != worker):
+            raise LeaseConflict(request.lease_id)
+        lease = self.leases.heartbeat(request.lease_id, now)
+        assert lease is not None
+        return HeartbeatResponse(expires_at=to_datetime(lease.expires_at))
+
+    async def complete(self, request: CompleteRequest, worker: str | None) -> None:
+        lease = self.leases.get(request.lease_id)
+        foreign = lease is not None and worker is not None and lease.worker != worker
+        if lease is None or foreign or lease.id in self._completing:
+            if self._cancelled.pop(request.lease_id, None) is not None:
+                return  # the Task was cancelled meanwhile; the outcome no longer matters
+            raise LeaseConflict(request.lease_id)
+        self._completing.add(lease.id)
+        try:
+            await self._finish(lease, lambda status: self._outcome_patch(status, lease, request))
+        finally:
+            self._completing.discard(lease.id)
+
+    def _outcome_patch(
+        self, status: TaskStatus | None, lease: LeaseInfo, request: CompleteRequest
+    ) -> StatusPatch:
+        now = self.clock.now()
+        if request.outcome == Outcome.RELEASED:
+            return transitions.released(status, lease, now)
+        retry = self._retry_settings(lease.key)
+        if request.outcome == Outcome.SUCCEEDED:
+            size = len(orjson.dumps(request.result))
+            if size <= RESULT_MAX_BYTES:
+                self.stats.succeeded += 1
+                return transitions.succeeded(status, lease, request.result, now)
+            error = ReportedError(
+                type="ResultTooLarge",
+                message=f"result is {size} bytes, more than {RESULT_MAX_BYTES}",
+                retryable=False,
+            )
+            return transitions.failed(status, lease, error, now, retry, self.rng)
+        error = request.error or ReportedError(message="failed without an error")
+        outcome = AttemptOutcome.TIMED_OUT if error.timed_out else AttemptOutcome.FAILED
+        self.stats.failed += 1
+        return transitions.failed(status, lease, error, now, retry, self.rng, outcome)
+
+    def _retry_settings(self, key: TaskKey) -> transitions.RetrySettings:
+        record = self.records.get(key)
+        spec = record.task.spec if record else None
+        return transitions.RetrySettings(
+            max_attempts=(spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
+            backoff=BackoffPolicy.resolve(spec.backoff if spec else None),
+        )
+
+    async def _finish(
+        self, lease: LeaseInfo, make_patch: Callable[[TaskStatus | None], StatusPatch]
+    ) -> None:
+        """Write the end of an attempt; on a conflict re-read and retry while the
+        lease is still the Task's current one."""
+        namespace, name = lease.key
+        record = self.records.get(lease.key)
+        body: dict[str, Any] | None = record.body if record else None
+        for _ in range(5):
+            if body is None:
+                body = await self.writer.read(namespace, name)
+            task = Task.model_validate(body)
+            current = task.status.lease if task.status else None
+            if task.metadata.uid != lease.uid or current is None or current.id != lease.id:
+                self.leases.remove(lease.id)
+                raise LeaseConflict(lease.id)
+            try:
+                updated = await self.writer.write(
+                    namespace, name, task.metadata.resource_version, make_patch(task.status)
+                )
+            except ApiError as exc:
+                if exc.is_not_found:
+                    self.leases.remove(lease.id)
+                    return
+                if not exc.is_conflict:
+                    raise
+                body = None  # changed meanwhile (e.g. spec edited): read and retry
+                continue
+            self.leases.remove(lease.id)
+            record = self.records.get(lease.key)
+            if record is not None and record.uid == lease.uid:
+                self._adopt(record, updated)
+            return
+        raise LeaseConflict(lease.id)
+
+    # ------------------------------------------------------------------ writes
+
+    def _adopt(self, record: TaskRecord, body: dict[str, Any]) -> None:
+        """Take in the object our own write returned."""
+        rv = body.get("metadata", {}).get("resourceVersion", "")
+        if not _newer(rv, record.resource_version):
+            return
+        record.resource_version = rv
+        record.body = body
+        record.task = Task.model_validate(body)
+        if record.status.phase.is_finished:
+            self.queue.discard(record.key)
+
+    def _requeue(self, record: TaskRecord) -> None:
+        if record.key in self.records:
+            self._schedule(record)
+
+    async def _write_quietly(self, record: TaskRecord, patch: StatusPatch) -> bool:
+        try:
+            updated = await self.writer.write(*record.key, record.resource_version, patch)
+        except ApiError as exc:
+            if not (exc.is_conflict or exc.is_not_found):
+                log.warning("status write for %s/%s failed: %s", *record.key, exc)
+            return False
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.warning("status write for %s/%s failed: %s", *record.key, exc)
+            return False
+        self._adopt(record, updated)
+        return True
+
+    async def _mark_dead(self, record: TaskRecord, reason: Reason, message: str) -> None:
+        self.queue.discard(record.key)
+        patch = transitions.dead(record.task.status, reason, message, self.clock.now())
+        if await self._write_quietly(record, patch):
+            self.stats.dead += 1
+            log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
+            await self.events.record(record.body, "Warning", reason.value, message)
+
+    async def _cancel(self, record: TaskRecord) -> None:
+        lease = self.leases.remove_key(record.key)
+        now = self.clock.now()
+        patch: StatusPatch = {
+            "phase": Phase.CANCELLED.value,
+            "reason": Reason.CANCELLED.value,
+            "message": "cancelled by spec.cancel" if record.task.spec.cancel else "deleted",
+            "finishedAt": transitions.iso(now),
+            "lease": None,
+            "nextAttemptAt": None,
+        }
+        if lease is not None:
+            self._cancelled[lease.id] = now + lease.lease_seconds
+            patch["history"] = transitions._history(
+                record.task.status, lease, now, AttemptOutcome.CANCELLED, None
+            )
+        if record.task.metadata.deletion_timestamp is None:
+            await self._write_quietly(record, patch)
+
+    async def _reject_invalid(self, key: TaskKey, body: dict[str, Any], exc: ValidationError) -> None:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"invalid Task: {where}: {first['msg']}"
+        status = (body.get("status") or {})
+        if status.get("phase") == Phase.DEAD.value:
+            return
+        rv = body.get("metadata", {}).get("resourceVersion", "")
+        patch = transitions.dead(None, Reason.INVALID_TASK, message, self.clock.now())
+        try:
+            await self.writer.write(key[0], key[1], rv, patch)
+        except (ApiError, OSError) as err:
+            log.warning("could not mark invalid Task %s/%s Dead: %s", *key, err)
+            return
+        log.warning("Task %s/%s is Dead: %s", *key, message)
+        await self.events.record(body, "Warning", Reason.INVALID_TASK.value, message)
+
+    # ------------------------------------------------------------------ timers
+
+    async def run_timers(self) -> None:
+        """Expire leases and mark Tasks nobody handles, until cancelled."""
+        next_sweep = 0.0
+        while True:
+            now = self.clock.now()
+            for lease in self.leases.expire(now):
+                self._spawn(self._expire(lease))
+            for lease_id, until in list(self._cancelled.items()):
+                if until < now:
+                    del self._cancelled[lease_id]
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + 5.0
+                self._mark_unwanted()
+            next_expiry = self.leases.next_expiry()
+            delay = 1.0 if next_expiry is None else min(1.0, max(0.01, next_expiry - now))
+            await asyncio.sleep(delay)
+
+    async def _expire(self, lease: LeaseInfo) -> None:
+        self.stats.expired += 1
+        log.info("lease %s of %s/%s expired (worker %s)", lease.id, *lease.key, lease.worker)
+        error = ReportedError(
+            type=Reason.LEASE_EXPIRED.value,
+            message=f"no heartbeat from {lease.worker} for {lease.lease_seconds:g}s",
+        )
+        retry = self._retry_settings(lease.key)
+
+        def patch(status: TaskStatus | None) -> StatusPatch:
+            return transitions.failed(
+                status, lease, error, self.clock.now(), retry, self.rng,
+                AttemptOutcome.LEASE_EXPIRED,
+            )
+
+        # The lease is already out of the book; put it back for _finish's check.
+        self.leases.add(lease)
+        try:
+            await self._finish(lease, patch)
+        except LeaseConflict:
+            pass
+        except (ApiError, OSError) as exc:
+            log.warning("could not record expiry of %s/%s: %s", *lease.key, exc)
+
+    def _mark_unwanted(self) -> None:
+        """Say so on Pending Tasks whose type no worker has asked for lately."""
+        horizon = self.settings.no_worker_after_seconds
+        now_mono = time.monotonic()
+        if now_mono - self._started < horizon:
+            return  # workers may not have reconnected yet
+        now = self.clock.now()
+        for type_ in self.queue.types():
+            if now_mono - self._wanted.get(type_, -1e18) < horizon:
+                continue
+            for item in self.queue.items_of_type(type_):
+                record = self.records.get(item.key)
+                if record is None or record.status.reason == Reason.NO_WORKER:
+                    continue
+                if item.eligible_at > now or now - item.created < horizon:
+                    continue
+                message = f"no worker has asked for tasks of type {type_!r} in {horizon:g}s"
+                patch = transitions.waiting(Reason.NO_WORKER, message)
+                self._spawn(self._no_worker(record, patch, message))
+
+    async def _no_worker(self, record: TaskRecord, patch: StatusPatch, message: str) -> None:
+        if await self._write_quietly(record, patch):
+            await self.events.record(record.body, "Warning", Reason.NO_WORKER.value, message)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_event_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background step failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

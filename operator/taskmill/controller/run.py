@@ -1,0 +1,102 @@
+"""``taskmill operator``: kopf watches, the engine, and the lease API in one loop.
+
+kopf is embedded (``kopf.operator``) with its own registry, and only
+``@kopf.on.event`` handlers are registered: they write nothing to the
+objects (no finalizers, no annotations, no handler status), so the API sees
+only the writes listed in :mod:`taskmill.controller.status_writer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+import taskmill
+from taskmill.controller.engine import Engine, LeaseConflict
+from taskmill.controller.settings import OperatorSettings
+from taskmill.kube import config as kube_config
+from taskmill.kube.client import KubeClient
+from taskmill.leaseapi.server import build_app
+from taskmill.models.base import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(engine: Engine, connection: kube_config.KubeConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(
+            server=connection.server,
+            ca_path=connection.ca_path,
+            insecure=connection.insecure,
+            token=connection.bearer_token(),
+            certificate_path=connection.cert_path,
+            private_key_path=connection.key_path,
+            default_namespace=connection.namespace,
+        )
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Handler logs must not become Kubernetes Events: one write each.
+        settings.posting.enabled = False
+        # Events are handed to the engine at once; kopf's default 0.1 s batch
+        # window would add that much to every Task's latency.
+        settings.batching.batch_window = 0.0
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        # Only our own kinds are watched; no cluster-wide discovery of CRDs.
+        settings.scanning.disabled = True
+
+    @kopf.on.event(GROUP, VERSION, "tasks", registry=registry)
+    async def task_event(event: kopf.RawEvent, **_: Any) -> None:
+        engine.observe(event.get("type"), dict(event["object"]))
+
+    return registry
+
+
+async def run(
+    settings: OperatorSettings,
+    *,
+    kubeconfig: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set (or forever)."""
+    stop = stop or asyncio.Event()
+    connection = kube_config.load(kubeconfig)
+    client = KubeClient(connection, max_connections=settings.max_concurrent_writes + 16)
+    engine = Engine(client, settings)
+    kopf_ready = asyncio.Event()
+    app = build_app(
+        engine, conflict=LeaseConflict, version=taskmill.__version__, ready=kopf_ready.is_set
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.lease_host, settings.lease_port, reuse_address=True)
+    await site.start()
+    log.info(
+        "lease API listening on %s:%d (pid %d)", settings.lease_host, settings.lease_port, os.getpid()
+    )
+    timers = asyncio.create_task(engine.run_timers(), name="timers")
+    try:
+        await kopf.operator(
+            registry=build_registry(engine, connection),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=kopf_ready,
+        )
+    finally:
+        timers.cancel()
+        await asyncio.gather(timers, return_exceptions=True)
+        await engine.close()
+        await runner.cleanup()
+        await client.close()

@@ -1,0 +1,67 @@
+"""Status writes with a resourceVersion precondition.
+
+Write budget per Task (API writes, the happy path):
+
+=====================  =====  ==============================================
+write                  who    why
+=====================  =====  ==============================================
+create                 user   the Task itself (``kubectl apply``, the SDK)
+status → Running       us     the lease, recorded before a worker sees it
+status → Succeeded     us     result, finishedAt, history, condition
+=====================  =====  ==============================================
+
+Three writes, and nothing else: a new Task reads as ``Pending`` through the
+CRD's status default (no write), kopf handlers write nothing (event handlers
+only, no finalizers, no annotations), heartbeats extend leases in memory only,
+and Events are rate-limited. Each retry adds one write (``Waiting`` with
+``nextAttemptAt``), and a Task that waits for a reason (unknown queue, no
+worker) costs one write to say so.
+
+Every write is a JSON merge patch of ``/status`` that carries
+``metadata.resourceVersion``: if anything changed the Task since we looked,
+the API server answers 409 and nothing is written. Writes run concurrently,
+bounded by a semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.models.resources import Task
+
+StatusPatch = dict[str, Any]
+
+
+class StatusWriter:
+    def __init__(self, client: KubeClient, *, max_concurrent: int) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.writes = 0
+        self.conflicts = 0
+
+    async def write(
+        self, namespace: str, name: str, resource_version: str, patch: StatusPatch
+    ) -> dict[str, Any]:
+        """Merge ``patch`` into the Task's status if it is still at ``resource_version``.
+
+        Returns the updated object. Raises :class:`ApiError` (409 on a stale
+        version, 404 when the Task is gone).
+        """
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+        async with self._slots:
+            self.writes += 1
+            try:
+                result: dict[str, Any] = await self._client.merge_patch(
+                    path(Task.RESOURCE_PLURAL, namespace, name, "status"), body
+                )
+            except ApiError as exc:
+                if exc.is_conflict:
+                    self.conflicts += 1
+                raise
+        return result
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.get(path(Task.RESOURCE_PLURAL, namespace, name))
+        return result

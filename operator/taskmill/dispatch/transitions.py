@@ -1,0 +1,216 @@
+"""Status transitions of a Task, as JSON merge patches of ``status``.
+
+Each function takes the Task's current status and what happened, and returns
+the fields to merge into ``status`` (``None`` deletes a field). They decide;
+the operator writes. Every transition here is one write, and the happy path of
+a Task costs two status writes: leased (``Running``) and finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from taskmill.dispatch.backoff import BackoffPolicy
+from taskmill.dispatch.clock import to_datetime
+from taskmill.dispatch.leases import LeaseInfo
+from taskmill.models.base import Condition, ConditionStatus
+from taskmill.models.lease import ReportedError
+from taskmill.models.task import (
+    CONDITION_COMPLETE,
+    CONDITION_FAILED,
+    HISTORY_LIMIT,
+    MESSAGE_MAX_CHARS,
+    TRACEBACK_MAX_CHARS,
+    Attempt,
+    AttemptOutcome,
+    Phase,
+    Reason,
+    TaskStatus,
+)
+
+StatusPatch = dict[str, Any]
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 in UTC with milliseconds, as the API server stores it."""
+    return to_datetime(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def truncate_tail(text: str, limit: int) -> str:
+    """Keep the end of a traceback: the innermost frames and the error say most."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """What decides between another attempt and Dead, resolved Task → queue → defaults."""
+
+    max_attempts: int
+    backoff: BackoffPolicy
+
+
+def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
+    patch: StatusPatch = {
+        "phase": Phase.RUNNING.value,
+        "attempts": lease.attempt,
+        "lease": {"worker": lease.worker, "id": lease.id, "expiresAt": iso(lease.expires_at)},
+        "reason": None,
+        "message": None,
+        "nextAttemptAt": None,
+    }
+    if status is None or status.started_at is None:
+        patch["startedAt"] = iso(lease.started_at)
+    return patch
+
+
+def succeeded(status: TaskStatus | None, lease: LeaseInfo, result: Any, now: float) -> StatusPatch:
+    return {
+        "phase": Phase.SUCCEEDED.value,
+        "result": result,
+        "finishedAt": iso(now),
+        "lease": None,
+        "reason": None,
+        "message": None,
+        "history": _history(status, lease, now, AttemptOutcome.SUCCEEDED, None),
+        "conditions": _conditions(status, CONDITION_COMPLETE, "Succeeded", "", now),
+    }
+
+
+def failed(
+    status: TaskStatus | None,
+    lease: LeaseInfo,
+    error: ReportedError,
+    now: float,
+    retry: RetrySettings,
+    rng: random.Random,
+    outcome: AttemptOutcome = AttemptOutcome.FAILED,
+) -> StatusPatch:
+    """A failed attempt: another one after the backoff, or Dead."""
+    message = truncate(error.message or error.type, MESSAGE_MAX_CHARS)
+    last_error: dict[str, Any] = {"type": truncate(error.type, 256), "message": message}
+    if error.traceback:
+        last_error["traceback"] = truncate_tail(error.traceback, TRACEBACK_MAX_CHARS)
+    patch: StatusPatch = {
+        "lease": None,
+        "lastError": last_error,
+        "history": _history(status, lease, now, outcome, message),
+    }
+    if not error.retryable:
+        return patch | _dead(status, Reason.PERMANENT_FAILURE, message, now)
+    if lease.attempt >= retry.max_attempts:
+        reason_text = f"{lease.attempt} of {retry.max_attempts} attempts failed: {message}"
+        return patch | _dead(status, Reason.ATTEMPTS_EXHAUSTED, reason_text, now)
+    if error.retry_after_seconds is not None:
+        delay, reason = error.retry_after_seconds, Reason.RETRY_REQUESTED
+    else:
+        delay, reason = retry.backoff.delay(lease.attempt, rng), Reason.BACKOFF
+    return patch | {
+        "phase": Phase.WAITING.value,
+        "reason": reason.value,
+        "message": f"attempt {lease.attempt + 1} of {retry.max_attempts} in {delay:.1f}s",
+        "nextAttemptAt": iso(now + delay),
+    }
+
+
+def released(status: TaskStatus | None, lease: LeaseInfo, now: float) -> StatusPatch:
+    """Handed back by a worker (shutdown): queued again at once, attempt not counted."""
+    return {
+        "phase": Phase.PENDING.value,
+        "attempts": lease.attempt - 1,
+        "lease": None,
+        "reason": Reason.RELEASED.value,
+        "message": f"released by {lease.worker}",
+        "history": _history(status, lease, now, AttemptOutcome.RELEASED, None),
+    }
+
+
+def dead(status: TaskStatus | None, reason: Reason, message: str, now: float) -> StatusPatch:
+    """Dead without an attempt running (bad input, deadline, failed dependency)."""
+    return _dead(status, reason, message, now) | {"lease": None}
+
+
+def waiting(reason: Reason, message: str, next_attempt_at: float | None = None) -> StatusPatch:
+    return {
+        "phase": Phase.WAITING.value,
+        "reason": reason.value,
+        "message": truncate(message, MESSAGE_MAX_CHARS),
+        "nextAttemptAt": iso(next_attempt_at) if next_attempt_at is not None else None,
+    }
+
+
+def _dead(status: TaskStatus | None, reason: Reason, message: str, now: float) -> StatusPatch:
+    message = truncate(message, MESSAGE_MAX_CHARS)
+    return {
+        "phase": Phase.DEAD.value,
+        "reason": reason.value,
+        "message": message,
+        "finishedAt": iso(now),
+        "nextAttemptAt": None,
+        "conditions": _conditions(status, CONDITION_FAILED, reason.value, message, now),
+    }
+
+
+def _history(
+    status: TaskStatus | None,
+    lease: LeaseInfo,
+    now: float,
+    outcome: AttemptOutcome,
+    message: str | None,
+) -> list[dict[str, Any]]:
+    entries = list(status.history or []) if status else []
+    entries.append(
+        Attempt(
+            attempt=lease.attempt,
+            worker=lease.worker,
+            started_at=to_datetime(lease.started_at),
+            finished_at=to_datetime(now),
+            outcome=outcome,
+            message=message,
+        )
+    )
+    return [_dump_attempt(a) for a in entries[-HISTORY_LIMIT:]]
+
+
+def _dump_attempt(attempt: Attempt) -> dict[str, Any]:
+    data = attempt.to_api()
+    for key in ("startedAt", "finishedAt"):
+        value = getattr(attempt, "started_at" if key == "startedAt" else "finished_at")
+        if isinstance(value, dt.datetime):
+            data[key] = iso(value.timestamp())
+    return data
+
+
+def _conditions(
+    status: TaskStatus | None, type_: str, reason: str, message: str, now: float
+) -> list[dict[str, Any]]:
+    """Set one condition True, keeping the others; transition time only on change."""
+    current = {c.type: c for c in (status.conditions or [])} if status else {}
+    previous = current.get(type_)
+    if previous is not None and previous.status == ConditionStatus.TRUE:
+        transition = previous.last_transition_time
+    else:
+        transition = to_datetime(now)
+    current[type_] = Condition(
+        type=type_,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+    )
+    out = []
+    for condition in current.values():
+        data = condition.to_api()
+        if condition.last_transition_time is not None:
+            # metav1.Condition keeps whole seconds.
+            data["lastTransitionTime"] = condition.last_transition_time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
+        out.append(data)
+    return out

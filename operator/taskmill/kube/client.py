@@ -1,0 +1,176 @@
+"""A lean asyncio client for the Kubernetes API: aiohttp and orjson.
+
+Taskmill's hot path is a handful of status PATCHes per Task, so this client
+is deliberately thin: one pooled connection set, JSON in and out with orjson,
+API errors as :class:`ApiError` carrying the API's own ``Status`` reason, and
+watch streams as async iterators. A 401 re-reads a rotated token once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from taskmill.kube.config import KubeConfig
+from taskmill.models.base import GROUP, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class ApiError(Exception):
+    """The API server said no. ``reason`` is its machine-readable reason."""
+
+    def __init__(self, status: int, reason: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+    @property
+    def is_conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+
+def path(
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+    *,
+    group: str = GROUP,
+    version: str = VERSION,
+) -> str:
+    """The URL path of a resource collection or object."""
+    base = f"/api/{version}" if group == "" else f"/apis/{group}/{version}"
+    if namespace is not None:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    if name is not None:
+        base += f"/{name}"
+        if subresource is not None:
+            base += f"/{subresource}"
+    return base
+
+
+class KubeClient:
+    def __init__(
+        self, config: KubeConfig, *, max_connections: int = 64, timeout_seconds: float = 30
+    ) -> None:
+        self.config = config
+        self._connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self.config.ssl_context(), limit=self._connections, keepalive_timeout=60
+            )
+            self._session = aiohttp.ClientSession(
+                base_url=self.config.server,
+                connector=connector,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                headers={"Accept": "application/json", "User-Agent": "taskmill"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout_seconds: float | None = None,
+    ) -> Any:
+        data = orjson.dumps(body) if body is not None else None
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds else self._timeout
+        for attempt in (1, 2):
+            headers = {"Content-Type": content_type, **self.config.auth_headers()}
+            async with self.session.request(
+                method, url, data=data, params=params, headers=headers, timeout=timeout
+            ) as response:
+                raw = await response.read()
+                if response.status == 401 and attempt == 1 and self.config.token_path:
+                    continue  # the token may have rotated: auth_headers re-reads it
+                if response.status >= 400:
+                    raise _api_error(response.status, raw)
+                return orjson.loads(raw) if raw else None
+        raise AssertionError("unreachable")
+
+    async def get(self, url: str, params: Mapping[str, str] | None = None) -> Any:
+        return await self.request("GET", url, params=params)
+
+    async def create(self, url: str, obj: Mapping[str, Any]) -> Any:
+        return await self.request("POST", url, body=obj)
+
+    async def merge_patch(self, url: str, patch: Mapping[str, Any]) -> Any:
+        return await self.request("PATCH", url, body=patch, content_type=MERGE_PATCH)
+
+    async def delete(self, url: str, body: Mapping[str, Any] | None = None) -> Any:
+        return await self.request("DELETE", url, body=body)
+
+    async def watch(
+        self,
+        url: str,
+        *,
+        resource_version: str | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events (``{"type", "object"}``) until the server ends the stream."""
+        query = {"watch": "true", "allowWatchBookmarks": "true"}
+        query["timeoutSeconds"] = str(timeout_seconds)
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        query.update(params or {})
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        async with self.session.get(
+            url, params=query, headers=self.config.auth_headers(), timeout=timeout
+        ) as response:
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read())
+            while True:
+                line = await response.content.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _api_error(status: int, raw: bytes) -> ApiError:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ApiError(status, "Unknown", raw.decode(errors="replace")[:500])
+    if isinstance(body, dict):
+        return ApiError(status, body.get("reason", ""), body.get("message", ""), body)
+    return ApiError(status, "Unknown", str(body)[:500], body)
+
+

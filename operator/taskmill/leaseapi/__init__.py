@@ -1,0 +1,1 @@
+"""The lease API: the aiohttp endpoint workers call, inside the operator process."""

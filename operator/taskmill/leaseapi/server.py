@@ -1,0 +1,132 @@
+"""HTTP routes of the lease API (aiohttp), in front of the operator's engine.
+
+Every request body is validated against the wire models: anything malformed
+is a 400 naming the field, a lease that is not current is a 409, and an
+unexpected error is a logged 500. No request can stop the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from taskmill.models.lease import (
+    CompleteRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeasedTask,
+    LeaseRequest,
+    LeaseResponse,
+)
+
+log = logging.getLogger(__name__)
+
+#: Header naming the calling worker; checked against the lease's holder.
+WORKER_HEADER = "Taskmill-Worker"
+MAX_BODY_BYTES = 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class LeaseBackend(Protocol):
+    async def lease(self, request: LeaseRequest) -> list[LeasedTask]: ...
+    def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse: ...
+    async def complete(self, request: CompleteRequest, worker: str | None) -> None: ...
+
+
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json(status, {"error": code, "message": message})
+
+
+async def _parse(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "MalformedJSON", "message": f"body is not JSON: {exc}"}),
+            content_type="application/json",
+        ) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "InvalidRequest", "message": f"{where}: {first['msg']}"}),
+            content_type="application/json",
+        ) from exc
+
+
+def build_app(
+    backend: LeaseBackend,
+    *,
+    conflict: type[Exception],
+    version: str,
+    ready: Callable[[], bool] = lambda: True,
+    extra_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
+    from taskmill.leaseapi.openapi import document
+
+    openapi = orjson.dumps(document(version))
+
+    @web.middleware
+    async def errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except conflict as exc:
+            return _error(409, "LeaseConflict", f"lease {exc} is not current")
+        except Exception:
+            log.exception("lease API %s %s failed", request.method, request.path)
+            return _error(500, "InternalError", "the operator could not handle this call")
+
+    async def lease(request: web.Request) -> web.Response:
+        body = await _parse(request, LeaseRequest)
+        tasks = await backend.lease(body)
+        return _json(200, LeaseResponse(tasks=tasks).to_api())
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        body = await _parse(request, HeartbeatRequest)
+        reply = backend.heartbeat(body, request.headers.get(WORKER_HEADER))
+        return _json(200, reply.to_api())
+
+    async def complete(request: web.Request) -> web.Response:
+        body = await _parse(request, CompleteRequest)
+        await backend.complete(body, request.headers.get(WORKER_HEADER))
+        return web.Response(status=204)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok") if ready() else web.Response(status=503, text="not ready")
+
+    async def spec(_: web.Request) -> web.Response:
+        return web.Response(body=openapi, content_type="application/json")
+
+    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/v1/lease", lease)
+    app.router.add_post("/v1/heartbeat", heartbeat)
+    app.router.add_post("/v1/complete", complete)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", spec)
+    if extra_routes is not None:
+        extra_routes(app)
+    return app

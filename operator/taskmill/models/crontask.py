@@ -1,0 +1,88 @@
+"""The ``CronTask`` resource: recurring work that a GitOps repository owns.
+
+Only the leader operator fires schedules. Each fire creates a child Task whose
+name is derived from the CronTask's name and the slot time, so two replicas,
+or one replica restarted, can never run the same slot twice: the second create
+is a conflict and a no-op. Children carry an ownerReference to their CronTask,
+so deleting the CronTask deletes them. After downtime, missed slots within
+``startingDeadlineSeconds`` run once, not once per missed slot.
+
+The operator writes only ``status``; spec and metadata stay exactly as applied,
+so ``kubectl diff`` and Argo CD / Flux see no drift.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import Field
+
+from taskmill.models.base import ApiModel, Condition, ObjectRef, Timestamp
+from taskmill.models.task import TaskSpec, TaskTemplateMeta
+
+#: What ``spec.schedule`` must look like; the CRD refuses anything else at apply
+#: time. Five fields (with names, ranges, steps, lists), a macro, or
+#: ``@every <duration>`` (e.g. ``@every 30s``, ``@every 1h30m``). Field values are
+#: checked in full by the operator, which reports a bad one as a condition.
+SCHEDULE_PATTERN = (
+    r"^\s*("
+    r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"|@every\s+([0-9]+(\.[0-9]+)?(ms|s|m|h))+"
+    r"|[^\s@]+(\s+[^\s@]+){4}"
+    r")\s*$"
+)
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class TaskTemplate(ApiModel):
+    """The Task each fire creates."""
+
+    metadata: TaskTemplateMeta | None = None
+    spec: TaskSpec
+
+
+class CronTaskSpec(ApiModel):
+    """When to create Tasks, and the Task to create."""
+
+    schedule: str = Field(
+        pattern=SCHEDULE_PATTERN,
+        max_length=256,
+        description="5-field cron, a macro like @daily, or @every <duration>.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+        description="IANA time zone of the schedule, e.g. Europe/Berlin. Default UTC.",
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW,
+        description="Allow overlapping runs, Forbid (skip a slot while one runs), "
+        "or Replace (cancel the running one).",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None, ge=0, description="A slot missed by more than this is skipped."
+    )
+    suspend: bool = Field(default=False, description="Stop firing (running children go on).")
+    successful_tasks_history_limit: int = Field(default=3, ge=0, le=1000)
+    failed_tasks_history_limit: int = Field(default=1, ge=0, le=1000)
+    task_template: TaskTemplate
+
+
+class CronTaskStatus(ApiModel):
+    """Observed state, written only by the operator."""
+
+    last_schedule_time: Timestamp | None = None
+    last_successful_time: Timestamp | None = None
+    next_schedule_time: Timestamp | None = None
+    active: list[ObjectRef] | None = None
+    conditions: list[Condition] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = None

@@ -1,0 +1,106 @@
+"""The lease wire protocol between workers and the operator (JSON over HTTP).
+
+A worker long-polls ``POST /v1/lease`` for as many Tasks as it has free
+slots, of the types it handles. Each granted Task carries a ``leaseId``
+that is already recorded in the Task's status. While the handler runs the
+worker sends ``POST /v1/heartbeat`` every ``heartbeatSeconds``; the reply says
+whether the Task was cancelled. ``POST /v1/complete`` reports the outcome.
+Any call naming a lease that is no longer current (expired, foreign, or
+already completed) gets ``409 Conflict`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from taskmill.models.base import HANDLER_TYPE, ApiModel, Timestamp
+
+#: Longest long-poll a worker may ask for.
+MAX_WAIT_SECONDS = 60.0
+#: Most Tasks one lease call may ask for.
+MAX_BATCH = 256
+
+
+class WireModel(ApiModel):
+    """Requests refuse unknown keys: a typo in a worker is a 400, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeaseRequest(WireModel):
+    worker: str = Field(min_length=1, max_length=253, description="The worker's identity.")
+    types: list[str] = Field(min_length=1, max_length=256, description="Task types it handles.")
+    max: int = Field(default=1, ge=1, le=MAX_BATCH, description="Free slots.")
+    wait_seconds: float = Field(default=20.0, ge=0, le=MAX_WAIT_SECONDS)
+
+    def model_post_init(self, context: Any, /) -> None:
+        import re
+
+        for t in self.types:
+            if not re.match(HANDLER_TYPE, t):
+                raise ValueError(f"invalid task type {t!r}")
+
+
+class LeasedTask(WireModel):
+    lease_id: str
+    namespace: str
+    name: str
+    uid: str
+    type: str
+    attempt: int = Field(ge=1)
+    payload: dict[str, Any] | None = None
+    timeout_seconds: float | None = None
+    expires_at: Timestamp
+    heartbeat_seconds: float
+
+
+class LeaseResponse(WireModel):
+    tasks: list[LeasedTask]
+
+
+class ProgressReport(WireModel):
+    percent: float | None = Field(default=None, ge=0, le=100)
+    message: str | None = Field(default=None, max_length=1024)
+
+
+class HeartbeatRequest(WireModel):
+    lease_id: str = Field(min_length=1, max_length=128)
+    progress: ProgressReport | None = None
+
+
+class HeartbeatResponse(WireModel):
+    expires_at: Timestamp
+    cancel: bool = False
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: The worker hands the Task back unstarted or unfinished (shutdown); the
+    #: attempt does not count.
+    RELEASED = "released"
+
+
+class ReportedError(WireModel):
+    type: str = Field(default="Error", max_length=256)
+    message: str = Field(default="", max_length=64 * 1024)
+    traceback: str | None = Field(default=None, max_length=256 * 1024)
+    retryable: bool = True
+    #: A handler's ``Retry(delay_seconds=...)``: overrides the backoff delay.
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=7 * 86400)
+    timed_out: bool = False
+
+
+class CompleteRequest(WireModel):
+    lease_id: str = Field(min_length=1, max_length=128)
+    outcome: Outcome
+    result: Any | None = None
+    error: ReportedError | None = None
+
+
+class ErrorBody(WireModel):
+    error: str
+    message: str

@@ -1,0 +1,334 @@
+"""The ``Task`` resource: one unit of work, and its delivery contract.
+
+Life of a Task (who moves it, and what a crash does):
+
+``Pending``
+    Eligible and queued. A new Task reads as ``Pending`` before the operator
+    has written anything (the CRD defaults ``status.phase``), so creating a
+    Task costs no status write. Only the leader operator moves it on.
+``Waiting``
+    Not yet eligible: ``reason`` says why (``RunAt``, ``Backoff``,
+    ``QueueNotFound``, ``Dependencies``, ...) and ``nextAttemptAt`` says when,
+    if a time decides it. The operator leases a Waiting Task directly once its
+    time has come; there is no separate write back to ``Pending``.
+``Running``
+    Leased to a worker. The lease (``status.lease``) is written, with a
+    resourceVersion precondition, *before* the worker is told about the Task,
+    so a crash of the operator can never hand out work that the API does not
+    record. A lease lives ``leaseSeconds`` and is extended by heartbeats; if
+    they stop (worker killed, network cut), the lease expires, the attempt is
+    recorded as ``LeaseExpired`` and the Task is retried: delivery is
+    at-least-once, and handlers make side effects idempotent with the Task's
+    ``uid`` and ``attempt``.
+``Succeeded``
+    The handler returned; ``result`` holds its (small) return value.
+``Dead``
+    Attempts exhausted, deadline passed, a non-retryable failure, or a failed
+    dependency. The Task stays, inspectable, until its TTL; the annotation
+    ``taskmill.dev/retry=<new value>`` starts it again (a user intent, not a
+    spec change, so GitOps tools see no drift).
+``Cancelled``
+    ``spec.cancel: true`` (or deletion). A running attempt learns it from its
+    next heartbeat reply.
+
+Retries: the delay before attempt ``n`` (n >= 2) is
+``min(maxSeconds, initialSeconds * factor ** (n - 2))`` after the failure of
+attempt ``n - 1``, then spread by ``±jitter``. With the defaults (1 s, x2,
+300 s, 10 %) attempts 2, 3, 4, ... start about 1 s, 2 s, 4 s, ... after the
+previous failure, never more than 300 s (+10 %).
+
+``metadata.name`` is the idempotency key: creating a Task that exists is a
+conflict, never a second execution.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from taskmill.models.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    HANDLER_TYPE,
+    ApiModel,
+    Condition,
+    Timestamp,
+    cel,
+    validations,
+)
+
+#: Largest accepted ``spec.payload``, serialized as compact JSON. Larger inputs
+#: go through ``spec.payloadFrom`` (a ConfigMap or Secret key). The API server
+#: cannot measure JSON size in a schema, so the SDK and CLI refuse larger
+#: payloads before sending and the operator marks such a Task Dead
+#: (``PayloadTooLarge``) if one arrives another way.
+PAYLOAD_MAX_BYTES = 64 * 1024
+#: Largest ``status.result`` (compact JSON) a worker may report.
+RESULT_MAX_BYTES = 16 * 1024
+#: Longest traceback kept in ``status.lastError.traceback``; the tail is kept.
+TRACEBACK_MAX_CHARS = 4096
+#: Longest error message kept.
+MESSAGE_MAX_CHARS = 1024
+#: Attempts kept in ``status.history`` (oldest dropped first).
+HISTORY_LIMIT = 20
+
+#: Built-in defaults, used when neither the Task nor its TaskQueue sets them.
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_QUEUE = "default"
+
+#: Annotation a user sets to a new value to retry a Dead Task.
+RETRY_ANNOTATION = "taskmill.dev/retry"
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    DEAD = "Dead"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED_PHASES
+
+
+FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.DEAD, Phase.CANCELLED})
+
+
+class DependencyCondition(enum.StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    FINISHED = "Finished"
+
+
+class AttemptOutcome(enum.StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    LEASE_EXPIRED = "LeaseExpired"
+    CANCELLED = "Cancelled"
+    #: Handed back by a worker shutting down; does not count as an attempt.
+    RELEASED = "Released"
+
+
+class Backoff(ApiModel):
+    """Exponential backoff between attempts; unset fields come from the queue,
+    then from the built-in defaults below."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.initialSeconds) || !has(self.maxSeconds)"
+                " || self.maxSeconds >= self.initialSeconds",
+                "maxSeconds must be at least initialSeconds",
+                field_path=".maxSeconds",
+            )
+        )
+    )
+
+    initial_seconds: float | None = Field(
+        default=None, ge=0, le=86400, description="Delay before the second attempt. Default 1."
+    )
+    factor: float | None = Field(
+        default=None, ge=1, le=100, description="Growth of the delay per attempt. Default 2."
+    )
+    max_seconds: float | None = Field(
+        default=None, ge=0, le=604800, description="Largest delay. Default 300."
+    )
+    jitter: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Spread of each delay as a fraction, e.g. 0.1 for ±10 %. Default 0.1.",
+    )
+
+
+class KeyRef(ApiModel):
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+
+
+class PayloadFrom(ApiModel):
+    """A payload too large for ``spec.payload``: exactly one key reference."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+                "set exactly one of configMapKeyRef and secretKeyRef",
+            )
+        )
+    )
+
+    config_map_key_ref: KeyRef | None = None
+    secret_key_ref: KeyRef | None = None
+
+
+class Dependency(ApiModel):
+    name: str = Field(
+        pattern=DNS_SUBDOMAIN, max_length=253, description="A Task in the same namespace."
+    )
+    condition: DependencyCondition = Field(
+        default=DependencyCondition.SUCCEEDED,
+        description="What the dependency must end as: Succeeded, Failed, or Finished (either).",
+    )
+
+
+class TaskSpec(ApiModel):
+    """What to run and how: written by the user, never by the operator."""
+
+    # A Task naming itself in dependsOn cannot be refused by the schema: a CEL
+    # rule on spec cannot see metadata.name, so the operator has to catch it.
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.payload) || !has(self.payloadFrom)",
+                "payload and payloadFrom are mutually exclusive",
+                field_path=".payloadFrom",
+            )
+        )
+    )
+
+    type: str = Field(
+        pattern=HANDLER_TYPE,
+        max_length=253,
+        description="The handler name workers route on, e.g. send_email.",
+    )
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            f"Free JSON object handed to the handler; at most {PAYLOAD_MAX_BYTES // 1024} KiB "
+            "as compact JSON (use payloadFrom for more)."
+        ),
+    )
+    payload_from: PayloadFrom | None = Field(
+        default=None, description="Take the payload from a ConfigMap or Secret key instead."
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="Higher runs first; FIFO by creation within a priority.",
+    )
+    queue: str = Field(
+        default=DEFAULT_QUEUE,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="The TaskQueue whose limits apply.",
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=f"Attempts before Dead. Default: the queue's, else {DEFAULT_MAX_ATTEMPTS}.",
+    )
+    backoff: Backoff | None = Field(default=None, description="Delay between attempts.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="Limit of one attempt."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Limit of the whole Task, from creation; then Dead."
+    )
+    run_at: Timestamp | None = Field(default=None, description="Earliest start time.")
+    depends_on: list[Dependency] | None = Field(
+        default=None,
+        max_length=64,
+        description="Tasks in this namespace that must finish first.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the Task this long after it finished."
+    )
+    cancel: bool = Field(default=False, description="Stop the Task (and a running attempt).")
+
+
+class TaskError(ApiModel):
+    type: str = Field(default="", description="Exception class, or a Taskmill reason.")
+    message: str = Field(default="", max_length=MESSAGE_MAX_CHARS)
+    traceback: str | None = Field(default=None, max_length=TRACEBACK_MAX_CHARS)
+
+
+class Lease(ApiModel):
+    worker: str = Field(description="Identity of the worker holding the lease.")
+    id: str = Field(description="Lease id; calls naming another id get 409.")
+    expires_at: Timestamp
+
+
+class Progress(ApiModel):
+    percent: float | None = Field(default=None, ge=0, le=100)
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
+    updated_at: Timestamp | None = None
+
+
+class Attempt(ApiModel):
+    """One attempt in ``status.history``."""
+
+    attempt: int = Field(ge=1)
+    worker: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    outcome: AttemptOutcome
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
+
+
+class TaskStatus(ApiModel):
+    """Observed state, written only by the operator through the status subresource."""
+
+    phase: Phase = Field(default=Phase.PENDING)
+    reason: str | None = Field(default=None, description="Why the Task is in its phase.")
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
+    attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
+    next_attempt_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    last_error: TaskError | None = None
+    result: Any | None = Field(
+        default=None,
+        description=f"The handler's return value; at most {RESULT_MAX_BYTES // 1024} KiB.",
+    )
+    progress: Progress | None = None
+    lease: Lease | None = None
+    history: list[Attempt] | None = Field(default=None, max_length=HISTORY_LIMIT)
+    conditions: list[Condition] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = None
+    observed_retry: str | None = Field(
+        default=None, description=f"The last {RETRY_ANNOTATION} value acted upon."
+    )
+
+
+class TaskTemplateMeta(ApiModel):
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class Reason(enum.StrEnum):
+    """Machine-readable ``status.reason`` values: part of the API contract."""
+
+    RUN_AT = "RunAt"
+    BACKOFF = "Backoff"
+    RETRY_REQUESTED = "RetryRequested"
+    QUEUE_NOT_FOUND = "QueueNotFound"
+    QUEUE_PAUSED = "QueuePaused"
+    DEPENDENCIES = "Dependencies"
+    NO_WORKER = "NoWorker"
+    ATTEMPTS_EXHAUSTED = "AttemptsExhausted"
+    PERMANENT_FAILURE = "PermanentFailure"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    DEPENDENCY_FAILED = "DependencyFailed"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    INVALID_TASK = "InvalidTask"
+    CANCELLED = "Cancelled"
+    RELEASED = "Released"
+    LEASE_EXPIRED = "LeaseExpired"
+
+
+#: Task condition types, like a Job's: ``Complete`` when Succeeded, ``Failed``
+#: when Dead. ``kubectl wait --for=condition=Complete task/NAME`` works.
+CONDITION_COMPLETE = "Complete"
+CONDITION_FAILED = "Failed"

@@ -1,0 +1,85 @@
+"""Pure helpers of the control plane and the pytest plugin."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskmill.testing import controlplane
+from taskmill.testing.pytest_plugin import namespace_name
+
+
+def test_build_flags_overrides_adds_and_removes() -> None:
+    defaults = {"etcd-servers": "http://a", "secure-port": "6443", "allow-privileged": "true"}
+    flags = controlplane.build_flags(
+        defaults,
+        {"--secure-port": "7443", "allow-privileged": None, "max-requests-inflight": "800"},
+    )
+    assert flags == [
+        "--etcd-servers=http://a",
+        "--secure-port=7443",
+        "--max-requests-inflight=800",
+    ]
+    assert controlplane.build_flags(defaults) == [
+        "--etcd-servers=http://a",
+        "--secure-port=6443",
+        "--allow-privileged=true",
+    ]
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = controlplane.free_ports(5)
+    assert len(set(ports)) == 5
+    assert all(0 < p < 65536 for p in ports)
+
+
+@pytest.mark.parametrize(
+    "test_name",
+    [
+        "test_something",
+        "test_param[ns-A_B/c d]",
+        "test_" + "x" * 200,
+        "test_",
+        "__weird__",
+    ],
+)
+def test_namespace_names_are_valid_labels(test_name: str) -> None:
+    name = namespace_name(test_name)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+    assert len(name) <= 63
+    assert name != namespace_name(test_name)  # a random suffix each time
+
+
+def test_namespace_name_keeps_the_test_name_readable() -> None:
+    assert namespace_name("test_retry_backoff[fast]", "abc123") == "retry-backoff-fast-abc123"
+
+
+def test_process_identity_survives_only_as_long_as_the_process() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    start = controlplane._proc_start_time(child.pid)
+    assert start is not None
+    seen_from_state = controlplane._Process("child", child.pid, start, log=Path(os.devnull))
+    assert seen_from_state.alive()
+    # The same pid with another start time is another process: never ours.
+    assert not controlplane._Process("child", child.pid, start + 1, log=Path(os.devnull)).alive()
+    assert child.stdin is not None
+    child.stdin.close()
+    child.wait(timeout=10)
+    assert not seen_from_state.alive()
+
+
+def test_kubectl_error_shows_stderr() -> None:
+    error = controlplane.KubectlError(
+        1,
+        ["kubectl", "get", "nope"],
+        "",
+        'error: the server doesn\'t have a resource type "nope"\n',
+    )
+    assert 'resource type "nope"' in str(error)
