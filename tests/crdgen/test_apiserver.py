@@ -9,11 +9,9 @@ refusal names the offending field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from taskmill.crdgen import render
 
@@ -26,8 +24,11 @@ GROUP = "taskmill.dev"
 
 
 @pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> Iterator[list[dict[str, Any]]]:
-    """The CRDs rendered from the models, applied and Established."""
+def crds(control_plane: ControlPlane) -> list[dict[str, Any]]:
+    """The CRDs rendered from the models, applied and Established.
+
+    Left installed afterwards: other tests of the session share the API server.
+    """
     docs = render.render_crds()
     control_plane.kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", "-",
@@ -35,7 +36,7 @@ def crds(control_plane: ControlPlane) -> Iterator[list[dict[str, Any]]]:
     )  # fmt: skip
     names = [f"crd/{doc['metadata']['name']}" for doc in docs]
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-    yield docs
+    return docs
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def ns(crds: list[dict[str, Any]], namespace: str) -> str:
 
 def manifest(kind: str, name: str, spec: dict[str, Any]) -> str:
     doc = {"apiVersion": f"{GROUP}/v1alpha1", "kind": kind, "metadata": {"name": name}}
-    return yaml.safe_dump({**doc, "spec": spec})
+    # JSON, not YAML: kubectl's YAML 1.1 reads keys like `n` or `on` as booleans.
+    return json.dumps({**doc, "spec": spec})
 
 
 def apply(cp: ControlPlane, ns: str, kind: str, name: str, spec: dict[str, Any]) -> Any:
@@ -129,6 +131,12 @@ TASK_REFUSALS = [
         "Duplicate value",
         id="duplicate-dependency",
     ),
+    pytest.param(
+        {"dependsOn": [{"name": "other"}, {"name": "bad"}]},
+        "spec.dependsOn",
+        "cannot depend on itself",
+        id="self-dependency",
+    ),
     pytest.param({"priority": 2_000_000}, "spec.priority", "less than or equal", id="range"),
     pytest.param({"queue": "Bad_Queue"}, "spec.queue", "should match", id="pattern"),
     pytest.param({"payload": [1, 2]}, "spec.payload", "must be of type object", id="payload-list"),
@@ -145,6 +153,20 @@ def test_bad_task_is_refused_at_apply_time(
     assert reason in result.stderr
     absent = control_plane.kubectl("get", "-n", ns, "tasks.taskmill.dev/bad", check=False)
     assert absent.returncode != 0
+
+
+def test_generated_name_and_dependencies_go_together(control_plane: ControlPlane, ns: str) -> None:
+    # The self-dependency rule reads metadata.name: it must see the generated one.
+    doc = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Task",
+        "metadata": {"generateName": "job-"},
+        "spec": {"type": "noop", "dependsOn": [{"name": "job"}]},
+    }
+    created = control_plane.kubectl(
+        "create", "-n", ns, "-f", "-", "-o", "json", input=json.dumps(doc)
+    )
+    assert json.loads(created.stdout)["metadata"]["name"].startswith("job-")
 
 
 def test_task_without_type_is_refused(control_plane: ControlPlane, ns: str) -> None:

@@ -202,6 +202,8 @@ def test_cel_rules_are_carried_next_to_their_fields() -> None:
     template = at(root("CronTask"), "spec.taskTemplate.spec")
     assert rules(template) == rules(spec)
     assert rules(at(root("TaskQueue"), "spec.retryPolicy.backoff")) == rules(at(spec, "backoff"))
+    # Only a rule on the whole object sees metadata.name.
+    assert "d.name != self.metadata.name" in rules(root("Task"))[0]
     for _, node in walk(root("Task")):
         for rule in node.get("x-kubernetes-validations", []):
             assert list(rule)[:2] == ["rule", "message"]

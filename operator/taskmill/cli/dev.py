@@ -84,8 +84,12 @@ def dev() -> None:
 
 @dev.command()
 @click.option("-d", "--detach", is_flag=True, help="Return once everything is ready.")
-@click.option("--examples", "examples_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Directory with handlers.py and manifests (default: the checkout's examples/).")
+@click.option(
+    "--examples",
+    "examples_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory with handlers.py and manifests (default: the checkout's examples/).",
+)
 @click.option("--concurrency", default=4, show_default=True, help="Worker slots.")
 def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     """Start a control plane, the operator, a worker and the examples."""
@@ -118,8 +122,12 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
         operator, lease_url = start_operator(plane, directory / "operator.log", detached=detach)
         processes.append(operator)
         worker = start_worker(
-            lease_url, "handlers", directory / "worker.log", cwd=examples_dir,
-            concurrency=concurrency, detached=detach,
+            lease_url,
+            "handlers",
+            directory / "worker.log",
+            cwd=examples_dir,
+            concurrency=concurrency,
+            detached=detach,
         )
         processes.append(worker)
         state = {
@@ -156,7 +164,7 @@ def _next_steps(kubeconfig: Path, directory: Path, detached: bool) -> str:
     stop = "taskmill dev down" if detached else "Ctrl-C"
     return (
         f"\nTaskmill is running. In another shell:\n\n"
-        f"  export KUBECONFIG={kubeconfig}     # or: eval \"$(taskmill dev env)\"\n"
+        f'  export KUBECONFIG={kubeconfig}     # or: eval "$(taskmill dev env)"\n'
         f"  kubectl get tasks                   # the examples, Succeeded and Dead\n"
         f"  kubectl apply -f examples/echo-task.yaml\n"
         f"  kubectl get task echo-hello -o jsonpath='{{.status.result}}'\n\n"
@@ -219,6 +227,8 @@ def env() -> None:
     """Print shell exports for the running dev environment: eval "$(taskmill dev env)"."""
     state = _running(dev_dir())
     if state is None:
-        raise click.ClickException("no dev environment is running; start one with `taskmill dev up`")
+        raise click.ClickException(
+            "no dev environment is running; start one with `taskmill dev up`"
+        )
     click.echo(f"export KUBECONFIG={state['kubeconfig']}")
     click.echo(f"export TASKMILL_LEASE_URL={state['leaseUrl']}")

@@ -15,11 +15,23 @@ from taskmill.cli import logs
 
 
 @click.command("operator")
-@click.option("--kubeconfig", envvar="KUBECONFIG_FILE", help="Kubeconfig file (default: kubectl's rules).")
-@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (repeatable).")
-@click.option("--lease-host", default="0.0.0.0", show_default=True, help="Address of the lease API.")
+@click.option(
+    "--kubeconfig", envvar="KUBECONFIG_FILE", help="Kubeconfig file (default: kubectl's rules)."
+)
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only these namespaces (repeatable).",
+)
+@click.option(
+    "--lease-host", default="0.0.0.0", show_default=True, help="Address of the lease API."
+)
 @click.option("--lease-port", default=8080, show_default=True, help="Port of the lease API.")
-@click.option("--lease-seconds", default=30.0, show_default=True, help="Default lease (visibility timeout).")
+@click.option(
+    "--lease-seconds", default=30.0, show_default=True, help="Default lease (visibility timeout)."
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def operator_command(
     kubeconfig: str | None,
@@ -35,7 +47,9 @@ def operator_command(
 
     logs.setup(log_level)
     settings = OperatorSettings(
-        namespaces=namespaces, lease_host=lease_host, lease_port=lease_port,
+        namespaces=namespaces,
+        lease_host=lease_host,
+        lease_port=lease_port,
         lease_seconds=lease_seconds,
     )
 
@@ -50,14 +64,34 @@ def operator_command(
 
 
 @click.command("worker")
-@click.option("--handlers", "modules", multiple=True, required=True,
-              help="Module(s) whose @taskmill.handler functions to run, e.g. my.handlers.")
-@click.option("--lease-url", envvar="TASKMILL_LEASE_URL", default="http://127.0.0.1:8080",
-              show_default=True, help="The operator's lease API.")
-@click.option("-c", "--concurrency", default=4, show_default=True, type=click.IntRange(1, 1024),
-              help="Handlers running at once.")
-@click.option("--grace-seconds", default=25.0, show_default=True,
-              help="On SIGTERM, time for running handlers before they are handed back.")
+@click.option(
+    "--handlers",
+    "modules",
+    multiple=True,
+    required=True,
+    help="Module(s) whose @taskmill.handler functions to run, e.g. my.handlers.",
+)
+@click.option(
+    "--lease-url",
+    envvar="TASKMILL_LEASE_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The operator's lease API.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Handlers running at once.",
+)
+@click.option(
+    "--grace-seconds",
+    default=25.0,
+    show_default=True,
+    help="On SIGTERM, time for running handlers before they are handed back.",
+)
 @click.option("--name", default="", help="Worker identity (default: host name and pid).")
 @click.option("--log-level", default="INFO", show_default=True)
 def worker_command(

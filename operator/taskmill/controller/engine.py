@@ -174,8 +174,13 @@ class Engine:
             if status.lease is not None and self.leases.for_key(key) is None:
                 self._restore_lease(record)
             return
-        if self.leases.for_key(key) is not None:
-            return  # our lease write is in flight; its echo comes next
+        held = self.leases.for_key(key)
+        if held is not None:
+            # A version newer than we knew, without our lease: the attempt is
+            # over (the echo of our own end-of-attempt write overtook its
+            # response), or a lease write is in flight that will now fail its
+            # resourceVersion precondition. Either way the lease is done.
+            self.leases.remove(held.id)
         payload = task.spec.payload
         if payload is not None and len(orjson.dumps(payload)) > PAYLOAD_MAX_BYTES:
             message = f"payload is larger than {PAYLOAD_MAX_BYTES} bytes; use payloadFrom"
@@ -290,7 +295,9 @@ class Engine:
         self.leases.add(lease)
         try:
             updated = await self.writer.write(
-                item.key[0], item.key[1], record.resource_version,
+                item.key[0],
+                item.key[1],
+                record.resource_version,
                 transitions.leased(record.task.status, lease),
             )
         except ApiError as exc:
@@ -333,7 +340,9 @@ class Engine:
         if ref is None:
             raise BadPayload("payloadFrom names neither a configMapKeyRef nor a secretKeyRef")
         try:
-            obj = await self.client.get(path(plural, record.key[0], ref.name, group="", version="v1"))
+            obj = await self.client.get(
+                path(plural, record.key[0], ref.name, group="", version="v1")
+            )
         except ApiError as exc:
             raise BadPayload(f"payloadFrom: {plural[:-1]} {ref.name!r}: {exc.message}") from exc
         data = obj.get("data") or {}
@@ -403,7 +412,9 @@ class Engine:
         record = self.records.get(key)
         spec = record.task.spec if record else None
         return transitions.RetrySettings(
-            max_attempts=(spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS),
+            max_attempts=(
+                spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS
+            ),
             backoff=BackoffPolicy.resolve(spec.backoff if spec else None),
         )
 
@@ -452,8 +463,10 @@ class Engine:
         record.resource_version = rv
         record.body = body
         record.task = Task.model_validate(body)
-        if record.status.phase.is_finished:
-            self.queue.discard(record.key)
+        # The echo of this write will be dropped as already known, so act on
+        # the new state now (e.g. queue a Waiting Task for its next attempt).
+        if self.records.get(record.key) is record:
+            self._schedule(record)
 
     def _requeue(self, record: TaskRecord) -> None:
         if record.key in self.records:
@@ -499,11 +512,13 @@ class Engine:
         if record.task.metadata.deletion_timestamp is None:
             await self._write_quietly(record, patch)
 
-    async def _reject_invalid(self, key: TaskKey, body: dict[str, Any], exc: ValidationError) -> None:
+    async def _reject_invalid(
+        self, key: TaskKey, body: dict[str, Any], exc: ValidationError
+    ) -> None:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = f"invalid Task: {where}: {first['msg']}"
-        status = (body.get("status") or {})
+        status = body.get("status") or {}
         if status.get("phase") == Phase.DEAD.value:
             return
         rv = body.get("metadata", {}).get("resourceVersion", "")
@@ -546,7 +561,12 @@ class Engine:
 
         def patch(status: TaskStatus | None) -> StatusPatch:
             return transitions.failed(
-                status, lease, error, self.clock.now(), retry, self.rng,
+                status,
+                lease,
+                error,
+                self.clock.now(),
+                retry,
+                self.rng,
                 AttemptOutcome.LEASE_EXPIRED,
             )
 

@@ -43,9 +43,7 @@ class EventRecorder:
         self._component = component
         self.dropped = 0
 
-    async def record(
-        self, obj: dict[str, Any], type_: str, reason: str, message: str
-    ) -> None:
+    async def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post an Event about ``obj`` (a Task body); never raises."""
         if not self._bucket.take(time.monotonic()):
             self.dropped += 1
@@ -79,4 +77,6 @@ class EventRecorder:
         try:
             await self._client.create(path("events", namespace, group="", version="v1"), event)
         except (ApiError, OSError) as exc:
-            log.warning("could not post Event %s for %s/%s: %s", reason, namespace, meta.get("name"), exc)
+            log.warning(
+                "could not post Event %s for %s/%s: %s", reason, namespace, meta.get("name"), exc
+            )

@@ -82,7 +82,10 @@ async def run(
     site = web.TCPSite(runner, settings.lease_host, settings.lease_port, reuse_address=True)
     await site.start()
     log.info(
-        "lease API listening on %s:%d (pid %d)", settings.lease_host, settings.lease_port, os.getpid()
+        "lease API listening on %s:%d (pid %d)",
+        settings.lease_host,
+        settings.lease_port,
+        os.getpid(),
     )
     timers = asyncio.create_task(engine.run_timers(), name="timers")
     try:

@@ -98,6 +98,10 @@ def root_schema(kind: resources.ResourceKind) -> schema.Schema:
         },
         "required": ["spec"],
     }
+    if kind.validations:
+        root["x-kubernetes-validations"] = [
+            schema.ordered_rule(rule, kind.kind) for rule in kind.validations
+        ]
     problems = list(schema.violations(root))
     if problems:
         raise schema.UnsupportedSchema(kind.kind, "; ".join(problems))

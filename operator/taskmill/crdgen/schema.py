@@ -147,7 +147,7 @@ def _convert(
         elif key == "additionalProperties":
             _additional(out, value, defs, path, seen)
         elif key == "x-kubernetes-validations":
-            out[key] = [_ordered_rule(rule, path) for rule in value]
+            out[key] = [ordered_rule(rule, path) for rule in value]
         elif key in _PLAIN:
             out[key] = value
         else:
@@ -206,7 +206,7 @@ def _int_format(node: Schema) -> str:
     return "int32" if low >= INT32_MIN and high <= INT32_MAX else "int64"
 
 
-def _ordered_rule(rule: Mapping[str, Any], path: str) -> Schema:
+def ordered_rule(rule: Mapping[str, Any], path: str) -> Schema:
     """A CEL rule with its keys in the order the API documents them."""
     unknown = set(rule) - set(_RULE_KEYS)
     if "rule" not in rule or unknown:

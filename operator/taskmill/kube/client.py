@@ -172,5 +172,3 @@ def _api_error(status: int, raw: bytes) -> ApiError:
     if isinstance(body, dict):
         return ApiError(status, body.get("reason", ""), body.get("message", ""), body)
     return ApiError(status, "Unknown", str(body)[:500], body)
-
-

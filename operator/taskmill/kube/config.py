@@ -66,7 +66,9 @@ class KubeConfig:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeConfig:
+def load(
+    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
+) -> KubeConfig:
     """Connection settings: the given kubeconfig, else in-cluster, else ``$KUBECONFIG``."""
     if kubeconfig is not None:
         return from_kubeconfig([Path(kubeconfig)], context)
@@ -124,7 +126,9 @@ def from_kubeconfig(paths: list[Path], context: str | None = None) -> KubeConfig
     )
 
 
-def _named(docs: list[tuple[Path, dict[str, Any]]], section: str, name: str, key: str) -> dict[str, Any]:
+def _named(
+    docs: list[tuple[Path, dict[str, Any]]], section: str, name: str, key: str
+) -> dict[str, Any]:
     for _, doc in docs:
         for item in doc.get(section) or []:
             if item.get("name") == name:

@@ -11,8 +11,12 @@ from taskmill.models import lease as wire
 
 ROUTES: tuple[tuple[str, str, type[BaseModel], type[BaseModel] | None], ...] = (
     ("/v1/lease", "Long-poll for Tasks to run", wire.LeaseRequest, wire.LeaseResponse),
-    ("/v1/heartbeat", "Keep a lease alive; learn of cancellation", wire.HeartbeatRequest,
-     wire.HeartbeatResponse),
+    (
+        "/v1/heartbeat",
+        "Keep a lease alive; learn of cancellation",
+        wire.HeartbeatRequest,
+        wire.HeartbeatResponse,
+    ),
     ("/v1/complete", "Report the outcome of an attempt", wire.CompleteRequest, None),
 )
 

@@ -39,8 +39,6 @@ class LeaseBackend(Protocol):
     async def complete(self, request: CompleteRequest, worker: str | None) -> None: ...
 
 
-
-
 def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 

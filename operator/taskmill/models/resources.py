@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
+from pydantic.config import JsonDict
 
-from taskmill.models.base import API_VERSION, GROUP, ApiModel, Timestamp
+from taskmill.models.base import API_VERSION, GROUP, ApiModel, Timestamp, cel
 from taskmill.models.crontask import CronTaskSpec, CronTaskStatus
 from taskmill.models.task import TaskSpec, TaskStatus
 from taskmill.models.taskqueue import TaskQueueSpec, TaskQueueStatus
@@ -93,6 +94,9 @@ class ResourceKind:
     #: an object has none: a new Task reads as Pending with no write.
     status_default: dict[str, Any] | None = None
     categories: tuple[str, ...] = field(default=("taskmill",))
+    #: CEL rules on the whole object (see ``base.cel``): the only place a rule
+    #: can see ``metadata.name`` (and ``generateName``) next to the spec.
+    validations: tuple[JsonDict, ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -120,6 +124,14 @@ TASK = ResourceKind(
         PrinterColumn("Worker", "string", ".status.lease.worker", priority=1),
     ),
     status_default={"phase": "Pending", "attempts": 0},
+    validations=(
+        cel(
+            "!has(self.spec) || !has(self.spec.dependsOn)"
+            " || self.spec.dependsOn.all(d, d.name != self.metadata.name)",
+            "a Task cannot depend on itself",
+            field_path=".spec.dependsOn",
+        ),
+    ),
 )
 
 CRON_TASK = ResourceKind(

@@ -147,8 +147,12 @@ class Backoff(ApiModel):
 
 
 class KeyRef(ApiModel):
-    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
-    key: str = Field(min_length=1, max_length=253)
+    """A key of a ConfigMap or Secret in the Task's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="Its name.")
+    key: str = Field(
+        min_length=1, max_length=253, description="The key holding the payload, a JSON object."
+    )
 
 
 class PayloadFrom(ApiModel):
@@ -163,8 +167,8 @@ class PayloadFrom(ApiModel):
         )
     )
 
-    config_map_key_ref: KeyRef | None = None
-    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = Field(default=None, description="A ConfigMap key.")
+    secret_key_ref: KeyRef | None = Field(default=None, description="A Secret key.")
 
 
 class Dependency(ApiModel):
@@ -180,8 +184,8 @@ class Dependency(ApiModel):
 class TaskSpec(ApiModel):
     """What to run and how: written by the user, never by the operator."""
 
-    # A Task naming itself in dependsOn cannot be refused by the schema: a CEL
-    # rule on spec cannot see metadata.name, so the operator has to catch it.
+    # "A Task does not depend on itself" needs metadata.name, which a rule
+    # here cannot see: it sits on the whole object, in resources.TASK.
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(

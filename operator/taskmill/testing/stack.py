@@ -119,8 +119,14 @@ def start_operator(
     process = spawn(
         "operator",
         taskmill_command(
-            "operator", "--kubeconfig", str(plane.kubeconfig), "--lease-host", "127.0.0.1",
-            "--lease-port", str(port), *extra_args,
+            "operator",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "--lease-host",
+            "127.0.0.1",
+            "--lease-port",
+            str(port),
+            *extra_args,
         ),
         log_path,
         detached=detached,
@@ -147,8 +153,14 @@ def start_worker(
     return spawn(
         "worker",
         taskmill_command(
-            "worker", "--handlers", handlers, "--lease-url", lease_url,
-            "--concurrency", str(concurrency), *extra_args,
+            "worker",
+            "--handlers",
+            handlers,
+            "--lease-url",
+            lease_url,
+            "--concurrency",
+            str(concurrency),
+            *extra_args,
         ),
         log_path,
         cwd=cwd,
@@ -168,4 +180,6 @@ def wait_until_ready(url: str, process: Process, timeout: float) -> None:
                 if response.status == 200:
                     return
         time.sleep(0.1)
-    raise TimeoutError(f"{process.name} not ready at {url} after {timeout:g}s:\n{process.log_tail()}")
+    raise TimeoutError(
+        f"{process.name} not ready at {url} after {timeout:g}s:\n{process.log_tail()}"
+    )

@@ -37,8 +37,8 @@ async def call_handler(
 ) -> CompleteRequest:
     """Run the handler once and describe its outcome as a ``complete`` call."""
     timeout = leased.timeout_seconds or spec.timeout_seconds
-    args: tuple[Any, ...] = (leased.payload or {}, ctx) if spec.wants_context else (
-        leased.payload or {},
+    args: tuple[Any, ...] = (
+        (leased.payload or {}, ctx) if spec.wants_context else (leased.payload or {},)
     )
     if spec.is_async:
         work: asyncio.Future[Any] = asyncio.ensure_future(spec.func(*args))
@@ -46,7 +46,9 @@ async def call_handler(
         work = asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
     cancelled = asyncio.ensure_future(cancel.wait())
     try:
-        done, _ = await asyncio.wait({work, cancelled}, timeout=timeout, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            {work, cancelled}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
     finally:
         cancelled.cancel()
     if work not in done:
@@ -69,14 +71,18 @@ async def call_handler(
     except Fail as exc:
         return _failure(leased, _error(exc, retryable=False))
     except asyncio.CancelledError:
-        return _failure(leased, ReportedError(type="CancelledError", message="handler was cancelled"))
+        return _failure(
+            leased, ReportedError(type="CancelledError", message="handler was cancelled")
+        )
     except Exception as exc:
         return _failure(leased, _error(exc))
     try:
         orjson.dumps(result)
     except TypeError as exc:
         message = f"handler returned a value that is not JSON: {exc}"
-        return _failure(leased, ReportedError(type="ResultNotJSON", message=message, retryable=False))
+        return _failure(
+            leased, ReportedError(type="ResultNotJSON", message=message, retryable=False)
+        )
     return CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.SUCCEEDED, result=result)
 
 

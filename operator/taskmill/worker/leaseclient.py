@@ -64,7 +64,9 @@ class LeaseClient:
             raise LeaseApiError(f"{route}: {exc!r}") from exc
 
     async def lease(self, types: list[str], count: int, wait_seconds: float) -> list[LeasedTask]:
-        request = LeaseRequest(worker=self.worker, types=types, max=count, wait_seconds=wait_seconds)
+        request = LeaseRequest(
+            worker=self.worker, types=types, max=count, wait_seconds=wait_seconds
+        )
         data = await self._post("/v1/lease", request.to_api(), timeout=wait_seconds + 15)
         return LeaseResponse.model_validate(data).tasks
 

@@ -38,7 +38,9 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, HandlerSpec] = {}
 
-    def register(self, type_: str, func: Callable[..., Any], *, timeout_seconds: float | None) -> None:
+    def register(
+        self, type_: str, func: Callable[..., Any], *, timeout_seconds: float | None
+    ) -> None:
         if not re.match(HANDLER_TYPE, type_):
             raise ValueError(f"invalid handler type {type_!r}: must match {HANDLER_TYPE}")
         if type_ in self._handlers and self._handlers[type_].func is not func:

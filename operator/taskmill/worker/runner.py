@@ -65,7 +65,9 @@ class Worker:
     async def run(self) -> None:
         log.info(
             "worker %s: %d slots, types %s, operator %s",
-            self.name, self.settings.concurrency, ", ".join(self.registry.types),
+            self.name,
+            self.settings.concurrency,
+            ", ".join(self.registry.types),
             self.settings.lease_url,
         )
         errors = 0
@@ -153,7 +155,9 @@ class Worker:
             except asyncio.CancelledError:
                 # Shutdown after the grace period: hand the Task back.
                 ctx.cancelled.set()
-                await self._report(CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.RELEASED))
+                await self._report(
+                    CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.RELEASED)
+                )
                 return
             finally:
                 beats.cancel()
@@ -171,7 +175,9 @@ class Worker:
             try:
                 reply = await self.client.heartbeat(request)
             except LeaseLost:
-                log.warning("%s/%s: lease lost; stopping the handler", leased.namespace, leased.name)
+                log.warning(
+                    "%s/%s: lease lost; stopping the handler", leased.namespace, leased.name
+                )
                 cancel.set()
                 return
             except LeaseApiError as exc:
@@ -188,7 +194,9 @@ class Worker:
                 await self.client.complete(request)
                 return
             except LeaseLost:
-                log.warning("outcome of lease %s refused: the lease is no longer ours", request.lease_id)
+                log.warning(
+                    "outcome of lease %s refused: the lease is no longer ours", request.lease_id
+                )
                 return
             except LeaseApiError as exc:
                 delay = min(5.0, 0.1 * 2**attempt)
@@ -200,7 +208,9 @@ class Worker:
         if not self._running:
             return
         running = list(self._running.values())
-        log.info("waiting up to %.0fs for %d running tasks", self.settings.grace_seconds, len(running))
+        log.info(
+            "waiting up to %.0fs for %d running tasks", self.settings.grace_seconds, len(running)
+        )
         _, pending = await asyncio.wait(running, timeout=self.settings.grace_seconds)
         for task in pending:
             task.cancel()
