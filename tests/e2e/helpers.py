@@ -34,9 +34,14 @@ def wait_phase(
 ) -> dict[str, Any]:
     """Wait (kubectl wait: a watch, not a sleep) until the Task is in ``phase``."""
     result = plane.kubectl(
-        "wait", "-n", namespace, f"tasks.taskmill.dev/{name}",
-        f"--for=jsonpath={{.status.phase}}={phase}", f"--timeout={timeout}s",
-        check=False, timeout=timeout + 30,
+        "wait",
+        "-n",
+        namespace,
+        f"tasks.taskmill.dev/{name}",
+        f"--for=jsonpath={{.status.phase}}={phase}",
+        f"--timeout={timeout}s",
+        check=False,
+        timeout=timeout + 30,
     )
     if result.returncode != 0:
         current = get(plane, namespace, name)

@@ -39,8 +39,13 @@ def test_failing_task_is_dead_after_max_attempts(
     apply(
         crds,
         namespace,
-        task("fail-1", "fail", maxAttempts=2, backoff={"initialSeconds": 0.2},
-             payload={"message": "boom"}),
+        task(
+            "fail-1",
+            "fail",
+            maxAttempts=2,
+            backoff={"initialSeconds": 0.2},
+            payload={"message": "boom"},
+        ),
     )
 
     dead = wait_phase(crds, namespace, "fail-1", "Dead")
@@ -79,8 +84,14 @@ def test_oversized_payload_is_dead_with_a_reason_and_a_warning_event(
     assert dead["status"]["reason"] == "PayloadTooLarge"
     events = json.loads(
         crds.kubectl(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=big",
-            "-o", "json",
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            "involvedObject.name=big",
+            "-o",
+            "json",
         ).stdout
     )["items"]
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "PayloadTooLarge")]
@@ -125,9 +136,12 @@ async def _watch_one_task(plane: ControlPlane, namespace: str, name: str) -> lis
 
 def test_lease_api_refuses_malformed_calls_and_unknown_leases(worker: str) -> None:
     async def call(route: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        async with aiohttp.ClientSession() as session, session.post(
-            worker + route, data=body, headers={"Content-Type": "application/json"}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                worker + route, data=body, headers={"Content-Type": "application/json"}
+            ) as response,
+        ):
             return response.status, await response.json()
 
     async def calls() -> list[tuple[int, dict[str, Any]]]:

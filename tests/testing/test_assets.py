@@ -173,3 +173,29 @@ def test_build_lock_is_exclusive(
         order.append("first")
     thread.join(timeout=10)
     assert order == ["first", "second"]
+
+
+def test_command_line_prints_the_paths(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"):
+        _executable(tmp_path / name)
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
+    assert assets.main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"etcd={tmp_path / 'etcd'}",
+        f"kube-apiserver={tmp_path / 'kube-apiserver'}",
+        f"kube-controller-manager={tmp_path / 'kube-controller-manager'}",
+        f"kubectl={tmp_path / 'kubectl'}",
+    ]
+
+
+def test_package_re_exports_lazily() -> None:
+    import taskmill.testing as testing
+    from taskmill.testing.controlplane import ControlPlane
+
+    assert testing.ControlPlane is ControlPlane
+    assert testing.ensure_assets is assets.ensure_assets
+    with pytest.raises(AttributeError):
+        _ = testing.NoSuchThing

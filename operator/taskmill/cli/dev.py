@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -109,7 +109,6 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     if directory.exists():
         shutil.rmtree(directory)  # leftovers of a dev environment that is gone
     directory.mkdir(parents=True)
-    say = lambda text: click.echo(click.style("taskmill dev: ", fg="cyan") + text, err=True)  # noqa: E731
     say("starting kube-apiserver, etcd and kube-controller-manager (the first run builds them)")
     started = time.monotonic()
     plane = ControlPlane(directory / "controlplane", detached=detach)
@@ -158,6 +157,10 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
         process.stop(30)
     plane.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def say(text: str) -> None:
+    click.echo(click.style("taskmill dev: ", fg="cyan") + text, err=True)
 
 
 def _next_steps(kubeconfig: Path, directory: Path, detached: bool) -> str:

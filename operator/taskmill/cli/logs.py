@@ -1,5 +1,5 @@
-"""Log set-up shared by the long-running commands: one line per record,
-``key=value`` context, UTC timestamps."""
+"""Log set-up shared by the long-running commands: one line per record, UTC
+timestamps with milliseconds, to stderr (where container runtimes collect it)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ import time
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
 
 
 def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _UTCFormatter(
-            "%(asctime)s.%(msecs)03dZ %(levelname)-5s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-        )
-    )
+    handler.setFormatter(_UTCFormatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

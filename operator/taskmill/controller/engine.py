@@ -14,6 +14,7 @@ writes update the record at once, so their echo on the watch is a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -265,10 +266,8 @@ class Engine:
             if changed.is_set():
                 self._changed = asyncio.Event()
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)
-            except TimeoutError:
-                pass
 
     async def _grant(self, item: QueueItem, worker: str) -> LeasedTask | None:
         record = self.records.get(item.key)
@@ -307,7 +306,7 @@ class Engine:
                 log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
                 self._requeue(record)
             return None  # a newer version is on its way through the watch
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.leases.remove(lease.id)
             log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
             self._requeue(record)
@@ -479,7 +478,7 @@ class Engine:
             if not (exc.is_conflict or exc.is_not_found):
                 log.warning("status write for %s/%s failed: %s", *record.key, exc)
             return False
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.warning("status write for %s/%s failed: %s", *record.key, exc)
             return False
         self._adopt(record, updated)

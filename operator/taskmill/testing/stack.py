@@ -175,10 +175,12 @@ def wait_until_ready(url: str, process: Process, timeout: float) -> None:
             raise RuntimeError(
                 f"{process.name} exited with {process.popen.returncode}:\n{process.log_tail()}"
             )
-        with contextlib.suppress(urllib.error.URLError, OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(url, timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.1)
     raise TimeoutError(
         f"{process.name} not ready at {url} after {timeout:g}s:\n{process.log_tail()}"

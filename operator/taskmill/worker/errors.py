@@ -7,7 +7,7 @@ its backoff, until ``maxAttempts``.
 from __future__ import annotations
 
 
-class Retry(Exception):  # noqa: N818 - a request, not an error condition
+class Retry(Exception):
     """Ask for another attempt after ``delay_seconds`` (instead of the backoff).
 
     The attempt still counts: a Task that keeps asking for retries ends Dead
@@ -21,5 +21,5 @@ class Retry(Exception):  # noqa: N818 - a request, not an error condition
         self.delay_seconds = delay_seconds
 
 
-class Fail(Exception):  # noqa: N818 - mirrors Retry
+class Fail(Exception):
     """Fail the Task permanently: it goes Dead now, whatever attempts are left."""

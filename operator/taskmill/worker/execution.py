@@ -24,7 +24,7 @@ from taskmill.worker.errors import Fail, Retry
 from taskmill.worker.registry import HandlerSpec
 
 
-class Cancelled(Exception):  # noqa: N818
+class Cancelled(Exception):
     """The Task was cancelled (or the lease lost) while the handler ran."""
 
 

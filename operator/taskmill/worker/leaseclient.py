@@ -47,12 +47,12 @@ class LeaseClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _post(self, route: str, body: dict[str, Any], timeout: float) -> Any:
+    async def _post(self, route: str, body: dict[str, Any], limit_seconds: float) -> Any:
         try:
             async with self.session.post(
                 self.url + route,
                 data=orjson.dumps(body),
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=limit_seconds),
             ) as response:
                 raw = await response.read()
                 if response.status == 409:
@@ -67,12 +67,12 @@ class LeaseClient:
         request = LeaseRequest(
             worker=self.worker, types=types, max=count, wait_seconds=wait_seconds
         )
-        data = await self._post("/v1/lease", request.to_api(), timeout=wait_seconds + 15)
+        data = await self._post("/v1/lease", request.to_api(), limit_seconds=wait_seconds + 15)
         return LeaseResponse.model_validate(data).tasks
 
     async def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
-        data = await self._post("/v1/heartbeat", request.to_api(), timeout=10)
+        data = await self._post("/v1/heartbeat", request.to_api(), limit_seconds=10)
         return HeartbeatResponse.model_validate(data)
 
     async def complete(self, request: CompleteRequest) -> None:
-        await self._post("/v1/complete", request.to_api(), timeout=15)
+        await self._post("/v1/complete", request.to_api(), limit_seconds=15)

@@ -81,7 +81,8 @@ def handler(
     """Register the decorated function as the handler of Tasks of ``type_``."""
 
     def decorate(func: F) -> F:
-        (into or registry).register(type_, func, timeout_seconds=timeout_seconds)
+        target = into if into is not None else registry
+        target.register(type_, func, timeout_seconds=timeout_seconds)
         return func
 
     return decorate

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -115,10 +116,8 @@ class Worker:
         return lease.result()
 
     async def _sleep_or_stop(self, delay: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-        except TimeoutError:
-            pass
 
     def _start(self, leased: LeasedTask) -> None:
         task = asyncio.create_task(self._execute(leased), name=f"task-{leased.name}")
