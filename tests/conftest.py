@@ -32,7 +32,9 @@ def operator(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     from taskmill.testing.stack import start_operator
 
     logs = tmp_path_factory.mktemp("operator")
-    process, url = start_operator(crds, logs / "operator.log")
+    process, url = start_operator(
+        crds, logs / "operator.log", extra_args=["--no-worker-after-seconds", "2"]
+    )
     yield url
     code = process.stop()
     assert code == 0, f"operator exited with {code}:\n{process.log_tail()}"

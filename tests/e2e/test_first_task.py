@@ -161,3 +161,15 @@ def test_lease_api_refuses_malformed_calls_and_unknown_leases(worker: str) -> No
     assert "types" in results[1][1]["message"]
     assert "max" in results[2][1]["message"]
     assert "outcome" in results[5][1]["message"]
+
+
+def test_a_task_no_worker_handles_waits_with_a_reason(
+    crds: ControlPlane, worker: str, namespace: str
+) -> None:
+    apply(crds, namespace, task("orphan", "nobody-handles-this"))
+
+    waiting = wait_phase(crds, namespace, "orphan", "Waiting")
+
+    assert waiting["status"]["reason"] == "NoWorker"
+    assert "nobody-handles-this" in waiting["status"]["message"]
+    assert waiting["status"]["attempts"] == 0

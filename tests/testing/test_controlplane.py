@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from taskmill.testing import controlplane
 from taskmill.testing.assets import KUBERNETES_VERSION, ensure_assets
 from taskmill.testing.controlplane import ControlPlane, ControlPlaneError
 
@@ -278,6 +280,42 @@ def test_a_broken_binary_fails_clearly_and_leaves_nothing_behind(
     assert processes_mentioning(str(workdir)) == []  # etcd, which had started, is gone too
 
 
+def test_a_port_taken_by_someone_else_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        port = squatter.getsockname()[1]
+        cp = ControlPlane(
+            tmp_path / "plane",
+            controller_manager=False,
+            apiserver_flags={"secure-port": str(port)},
+        )
+        with pytest.raises(ControlPlaneError, match="address already in use"):
+            cp.start()
+    assert not (tmp_path / "plane").exists()
+    assert processes_mentioning(str(tmp_path / "plane")) == []
+
+
+def test_a_picked_port_lost_to_a_race_is_picked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        taken = squatter.getsockname()[1]
+        real_free_ports = controlplane.free_ports
+        calls: list[list[int]] = []
+
+        def first_pick_loses_the_race(count: int) -> list[int]:
+            ports = real_free_ports(count)
+            if not calls:
+                ports[-1] = taken  # the API server's
+            calls.append(ports)
+            return ports
+
+        monkeypatch.setattr(controlplane, "free_ports", first_pick_loses_the_race)
+        with ControlPlane(controller_manager=False) as cp:
+            assert len(calls) == 2
+            assert cp.server == f"https://127.0.0.1:{calls[1][-1]}"
+            assert cp.request("GET", "/readyz").status == 200
+
+
 def test_controller_manager_is_required_unless_disabled(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -324,6 +362,36 @@ print(cp.server)
     assert processes_mentioning(str(workdir)) == []
     with pytest.raises(ControlPlaneError, match="no control plane state"):
         ControlPlane.attach(workdir)
+
+
+def test_processes_die_with_a_killed_owner(tmp_path: Path) -> None:
+    """kill -9 of the Python process (no atexit, no stop) still ends a non-detached plane."""
+    workdir = tmp_path / "plane"
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from taskmill.testing.controlplane import ControlPlane\n"
+            "cp = ControlPlane(sys.argv[1], controller_manager=False)\n"
+            "cp.start()\n"
+            "print('up', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(workdir),
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "up"
+        assert len(set(processes_mentioning(str(workdir))) - {owner.pid}) == 2  # etcd, apiserver
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_for(lambda: processes_mentioning(str(workdir)) == [], "the orphans to exit", 30)
 
 
 def test_custom_apiserver_flags_are_applied(tmp_path: Path) -> None:

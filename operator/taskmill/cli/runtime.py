@@ -32,6 +32,12 @@ from taskmill.cli import logs
 @click.option(
     "--lease-seconds", default=30.0, show_default=True, help="Default lease (visibility timeout)."
 )
+@click.option(
+    "--no-worker-after-seconds",
+    default=30.0,
+    show_default=True,
+    help="Mark a Pending Task Waiting/NoWorker when no worker asked for its type this long.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def operator_command(
     kubeconfig: str | None,
@@ -39,6 +45,7 @@ def operator_command(
     lease_host: str,
     lease_port: int,
     lease_seconds: float,
+    no_worker_after_seconds: float,
     log_level: str,
 ) -> None:
     """Run the operator: dispatch Tasks and serve the lease API."""
@@ -51,6 +58,7 @@ def operator_command(
         lease_host=lease_host,
         lease_port=lease_port,
         lease_seconds=lease_seconds,
+        no_worker_after_seconds=no_worker_after_seconds,
     )
 
     async def main() -> None:

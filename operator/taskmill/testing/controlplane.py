@@ -121,10 +121,15 @@ _ENTRIES = (
 
 _LOG_TAIL_LINES = 30
 _STOP_TIMEOUT = 15.0
+_START_ATTEMPTS = 3
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started, reached or stopped."""
+
+
+class _PortInUseError(ControlPlaneError):
+    """A process could not bind its port."""
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -511,24 +516,50 @@ class ControlPlane:
                 "(no garbage collection, namespace deletion or quota status then)"
             )
         deadline = time.monotonic() + timeout
+        attempts = _START_ATTEMPTS
+        while True:
+            attempts -= 1
+            try:
+                self._start_once(assets, deadline)
+                return
+            except BaseException as error:
+                # A port picked here can be taken by someone else before the
+                # process binds it (even by the API server's own outgoing
+                # connections to etcd): pick new ones and try again.
+                retry = (
+                    isinstance(error, _PortInUseError)
+                    and attempts > 0
+                    and not self._explicit_ports()
+                    and time.monotonic() < deadline
+                )
+                self.stop(remove_workdir=retry or not self.keep_workdir)
+                if not retry:
+                    raise
+
+    def _start_once(self, assets: Assets, deadline: float) -> None:
         self._prepare_workdir()
         if not self.detached and not self._atexit_registered:
             atexit.register(self._atexit)
             self._atexit_registered = True
-        try:
-            self._kubectl_path = assets.kubectl
-            self._write_pki()
-            etcd_client, etcd_peer, apiserver = free_ports(3)
-            self._etcd_url = f"http://127.0.0.1:{etcd_client}"
-            self._server = f"https://127.0.0.1:{apiserver}"
-            self._write_kubeconfigs()
-            self._start_etcd(assets.etcd, etcd_client, etcd_peer, deadline)
-            self._start_apiserver(assets.kube_apiserver, apiserver, deadline)
-            if self._controller_manager and assets.kube_controller_manager is not None:
-                self._start_controller_manager(assets.kube_controller_manager, deadline)
-        except BaseException:
-            self.stop(remove_workdir=not self.keep_workdir)
-            raise
+        self._kubectl_path = assets.kubectl
+        self._write_pki()
+        etcd_client, etcd_peer, apiserver = free_ports(3)
+        self._etcd_url = f"http://127.0.0.1:{etcd_client}"
+        if "advertise-client-urls" in self._etcd_flags:
+            self._etcd_url = str(self._etcd_flags["advertise-client-urls"]).split(",")[0]
+        if self._apiserver_flags.get("secure-port"):
+            apiserver = int(str(self._apiserver_flags["secure-port"]))
+        self._server = f"https://127.0.0.1:{apiserver}"
+        self._write_kubeconfigs()
+        self._start_etcd(assets.etcd, etcd_client, etcd_peer, deadline)
+        self._start_apiserver(assets.kube_apiserver, apiserver, deadline)
+        if self._controller_manager and assets.kube_controller_manager is not None:
+            self._start_controller_manager(assets.kube_controller_manager, deadline)
+
+    def _explicit_ports(self) -> bool:
+        """Whether the caller chose ports (then a conflict is theirs to solve)."""
+        etcd = {"listen-client-urls", "listen-peer-urls", "advertise-client-urls"}
+        return bool(etcd & self._etcd_flags.keys()) or "secure-port" in self._apiserver_flags
 
     def stop(self, *, timeout: float = _STOP_TIMEOUT, remove_workdir: bool | None = None) -> None:
         """Stop the processes, newest first, and remove the files (unless kept).
@@ -773,9 +804,13 @@ class ControlPlane:
             for p in self._processes:
                 code = p.exit_code()
                 if code is not None:
-                    raise ControlPlaneError(
+                    tail = p.tail()
+                    kind = (
+                        _PortInUseError if "address already in use" in tail else ControlPlaneError
+                    )
+                    raise kind(
                         f"{p.name} exited with code {code} during start-up "
-                        f"(log {p.log}); last lines:\n{p.tail()}"
+                        f"(log {p.log}); last lines:\n{tail}"
                     )
             return ready()
 
