@@ -83,7 +83,7 @@ def test_kubernetes_ldflags_stamp_both_version_packages() -> None:
         assert f"-X {package}.gitMinor=37" in flags
         assert f"-X {package}.gitTreeState=clean" in flags
         assert f"-X {package}.buildDate=2026-10-27T12:01:04Z" in flags
-    assert "gitCommit" not in flags  # unknown: left at the binary's default
+    assert "-X k8s.io/component-base/version.gitCommit= " in flags  # unknown: empty
     assert "gitCommit=abc" in assets.kubernetes_ldflags("v1.37.2", commit="abc")
 
 

@@ -83,3 +83,22 @@ def test_kubectl_error_shows_stderr() -> None:
         'error: the server doesn\'t have a resource type "nope"\n',
     )
     assert 'resource type "nope"' in str(error)
+
+
+def test_plugin_loads_without_cryptography() -> None:
+    """The plugin is imported by every pytest session: it must not need the testing extra."""
+    code = (
+        "import sys\n"
+        "sys.modules['cryptography'] = None  # as if not installed\n"
+        "import taskmill.testing.pytest_plugin\n"
+        "import taskmill.testing\n"
+        "assert 'taskmill.testing.controlplane' not in sys.modules\n"
+        "try:\n"
+        "    taskmill.testing.ControlPlane\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('ControlPlane imported without cryptography')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)

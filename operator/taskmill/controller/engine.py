@@ -44,9 +44,10 @@ from taskmill.models.lease import (
     Outcome,
     ReportedError,
 )
-from taskmill.models.resources import Task
+from taskmill.models.resources import Task, TaskQueue
 from taskmill.models.task import (
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_QUEUE,
     PAYLOAD_MAX_BYTES,
     RESULT_MAX_BYTES,
     AttemptOutcome,
@@ -54,6 +55,7 @@ from taskmill.models.task import (
     Reason,
     TaskStatus,
 )
+from taskmill.models.taskqueue import TaskQueueSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,10 @@ class Engine:
         self._wanted: dict[str, float] = {}
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: TaskQueues by (namespace, name), read live from their watch.
+        self.queues: dict[tuple[str, str], TaskQueueSpec] = {}
+        #: Tasks set aside because their queue is missing or paused.
+        self._parked: dict[tuple[str, str], set[TaskKey]] = {}
 
     # ------------------------------------------------------------------ watch
 
@@ -160,6 +166,56 @@ class Engine:
         self.records[key] = record
         self._schedule(record)
 
+    async def load_queues(self, namespaces: tuple[str, ...]) -> None:
+        """List TaskQueues before Tasks are watched, so no Task is wrongly
+        reported as naming a missing queue while the queues are still loading."""
+        urls = [path("taskqueues", ns) for ns in namespaces] or [path("taskqueues")]
+        for url in urls:
+            listed = await self.client.get(url)
+            for item in listed.get("items", []):
+                self.observe_queue("ADDED", item)
+
+    def observe_queue(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Take in one watch event of a TaskQueue. Never raises."""
+        meta = body.get("metadata") or {}
+        queue_key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.queues.pop(queue_key, None)
+            return
+        try:
+            queue = TaskQueue.model_validate(body)
+        except ValidationError as exc:
+            log.warning("ignoring invalid TaskQueue %s/%s: %s", *queue_key, exc)
+            return
+        self.queues[queue_key] = queue.spec
+        if not queue.spec.paused:
+            for key in self._parked.pop(queue_key, set()):
+                record = self.records.get(key)
+                if record is not None:
+                    self._schedule(record)
+
+    def _queue_of(self, record: TaskRecord) -> TaskQueueSpec | None:
+        """The Task's queue; ``default`` exists implicitly until one is created."""
+        name = record.task.spec.queue
+        spec = self.queues.get((record.key[0], name))
+        if spec is None and name == DEFAULT_QUEUE:
+            return TaskQueueSpec(lease_seconds=int(self.settings.lease_seconds))
+        return spec
+
+    def _park(self, record: TaskRecord, queue: TaskQueueSpec | None) -> None:
+        """Hold a Task back until its queue exists and is not paused; say why once."""
+        name = record.task.spec.queue
+        self.queue.discard(record.key)
+        self._parked.setdefault((record.key[0], name), set()).add(record.key)
+        if queue is None:
+            reason = Reason.QUEUE_NOT_FOUND
+            message = f"TaskQueue {name!r} does not exist in namespace {record.key[0]!r}"
+        else:
+            reason, message = Reason.QUEUE_PAUSED, f"TaskQueue {name!r} is paused"
+        if record.status.reason != reason:
+            patch = transitions.waiting(reason, message)
+            self._spawn(self._write_and_warn(record, patch, reason, message))
+
     def _schedule(self, record: TaskRecord) -> None:
         key, task, status = record.key, record.task, record.status
         if status.phase.is_finished:
@@ -186,6 +242,10 @@ class Engine:
         if payload is not None and len(orjson.dumps(payload)) > PAYLOAD_MAX_BYTES:
             message = f"payload is larger than {PAYLOAD_MAX_BYTES} bytes; use payloadFrom"
             self._spawn(self._mark_dead(record, Reason.PAYLOAD_TOO_LARGE, message))
+            return
+        queue = self._queue_of(record)
+        if queue is None or queue.paused:
+            self._park(record, queue)
             return
         now = self.clock.now()
         eligible_at = 0.0
@@ -273,6 +333,10 @@ class Engine:
         record = self.records.get(item.key)
         if record is None:
             return None
+        queue = self._queue_of(record)
+        if queue is None or queue.paused:  # deleted or paused since it was queued
+            self._park(record, queue)
+            return None
         spec = record.task.spec
         try:
             payload = await self._payload(record)
@@ -280,7 +344,7 @@ class Engine:
             await self._mark_dead(record, Reason.INVALID_TASK, str(exc))
             return None
         now = self.clock.now()
-        lease_seconds = self.settings.lease_seconds
+        lease_seconds = float(queue.lease_seconds)
         lease = LeaseInfo(
             id=uuid.uuid4().hex,
             key=item.key,
@@ -321,7 +385,8 @@ class Engine:
             type=spec.type,
             attempt=lease.attempt,
             payload=payload,
-            timeout_seconds=spec.timeout_seconds,
+            timeout_seconds=spec.timeout_seconds
+            or (queue.retry_policy.timeout_seconds if queue.retry_policy else None),
             expires_at=to_datetime(lease.expires_at),
             heartbeat_seconds=lease_seconds * self.settings.heartbeat_fraction,
         )
@@ -408,13 +473,21 @@ class Engine:
         return transitions.failed(status, lease, error, now, retry, self.rng, outcome)
 
     def _retry_settings(self, key: TaskKey) -> transitions.RetrySettings:
+        """Task first, then its queue's retryPolicy, then the built-in defaults."""
         record = self.records.get(key)
         spec = record.task.spec if record else None
+        queue = self._queue_of(record) if record else None
+        policy = queue.retry_policy if queue else None
+        max_attempts = (
+            (spec.max_attempts if spec else None)
+            or (policy.max_attempts if policy else None)
+            or DEFAULT_MAX_ATTEMPTS
+        )
         return transitions.RetrySettings(
-            max_attempts=(
-                spec.max_attempts if spec and spec.max_attempts else DEFAULT_MAX_ATTEMPTS
+            max_attempts=max_attempts,
+            backoff=BackoffPolicy.resolve(
+                spec.backoff if spec else None, policy.backoff if policy else None
             ),
-            backoff=BackoffPolicy.resolve(spec.backoff if spec else None),
         )
 
     async def _finish(
@@ -596,11 +669,13 @@ class Engine:
                     continue
                 message = f"no worker has asked for tasks of type {type_!r} in {horizon:g}s"
                 patch = transitions.waiting(Reason.NO_WORKER, message)
-                self._spawn(self._no_worker(record, patch, message))
+                self._spawn(self._write_and_warn(record, patch, Reason.NO_WORKER, message))
 
-    async def _no_worker(self, record: TaskRecord, patch: StatusPatch, message: str) -> None:
+    async def _write_and_warn(
+        self, record: TaskRecord, patch: StatusPatch, reason: Reason, message: str
+    ) -> None:
         if await self._write_quietly(record, patch):
-            await self.events.record(record.body, "Warning", Reason.NO_WORKER.value, message)
+            await self.events.record(record.body, "Warning", reason.value, message)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -9,6 +9,7 @@ only the writes listed in :mod:`taskmill.controller.status_writer`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -20,7 +21,7 @@ import taskmill
 from taskmill.controller.engine import Engine, LeaseConflict
 from taskmill.controller.settings import OperatorSettings
 from taskmill.kube import config as kube_config
-from taskmill.kube.client import KubeClient
+from taskmill.kube.client import ApiError, KubeClient
 from taskmill.leaseapi.server import build_app
 from taskmill.models.base import GROUP, VERSION
 
@@ -55,11 +56,29 @@ def build_registry(engine: Engine, connection: kube_config.KubeConfig) -> kopf.O
         # Only our own kinds are watched; no cluster-wide discovery of CRDs.
         settings.scanning.disabled = True
 
+    @kopf.on.event(GROUP, VERSION, "taskqueues", registry=registry)
+    async def queue_event(event: kopf.RawEvent, **_: Any) -> None:
+        engine.observe_queue(event.get("type"), dict(event["object"]))
+
     @kopf.on.event(GROUP, VERSION, "tasks", registry=registry)
     async def task_event(event: kopf.RawEvent, **_: Any) -> None:
         engine.observe(event.get("type"), dict(event["object"]))
 
     return registry
+
+
+async def _load_queues(engine: Engine, settings: OperatorSettings, stop: asyncio.Event) -> None:
+    """Load the TaskQueues, retrying while the API server is unreachable."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await engine.load_queues(settings.namespaces)
+            return
+        except (ApiError, OSError, TimeoutError) as exc:
+            log.warning("cannot list TaskQueues yet (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def run(
@@ -87,6 +106,7 @@ async def run(
         settings.lease_port,
         os.getpid(),
     )
+    await _load_queues(engine, settings, stop)
     timers = asyncio.create_task(engine.run_timers(), name="timers")
     try:
         await kopf.operator(

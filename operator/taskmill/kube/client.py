@@ -8,6 +8,7 @@ watch streams as async iterators. A 401 re-reads a rotated token once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from taskmill.kube.config import KubeConfig
 from taskmill.models.base import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+#: How often a 429 Too Many Requests is retried (after its Retry-After) before it is raised.
+TOO_MANY_REQUESTS_RETRIES = 5
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -111,18 +114,25 @@ class KubeClient:
     ) -> Any:
         data = orjson.dumps(body) if body is not None else None
         timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds else self._timeout
-        for attempt in (1, 2):
+        reauthenticated = False
+        for attempt in range(1, TOO_MANY_REQUESTS_RETRIES + 2):
             headers = {"Content-Type": content_type, **self.config.auth_headers()}
             async with self.session.request(
                 method, url, data=data, params=params, headers=headers, timeout=timeout
             ) as response:
                 raw = await response.read()
-                if response.status == 401 and attempt == 1 and self.config.token_path:
-                    continue  # the token may have rotated: auth_headers re-reads it
-                if response.status >= 400:
-                    raise _api_error(response.status, raw)
-                return orjson.loads(raw) if raw else None
-        raise AssertionError("unreachable")
+            if response.status == 401 and not reauthenticated and self.config.token_path:
+                reauthenticated = True
+                continue  # the token may have rotated: auth_headers re-reads it
+            if response.status == 429 and attempt <= TOO_MANY_REQUESTS_RETRIES:
+                # Priority and fairness, or a resource whose storage is still
+                # initializing: the server says when to come back.
+                await asyncio.sleep(_retry_after(response.headers.get("Retry-After")))
+                continue
+            if response.status >= 400:
+                raise _api_error(response.status, raw)
+            return orjson.loads(raw) if raw else None
+        raise _api_error(response.status, raw)
 
     async def get(self, url: str, params: Mapping[str, str] | None = None) -> Any:
         return await self.request("GET", url, params=params)
@@ -162,6 +172,13 @@ class KubeClient:
                     return
                 if line.strip():
                     yield orjson.loads(line)
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        return min(10.0, max(0.05, float(header))) if header else 1.0
+    except ValueError:
+        return 1.0
 
 
 def _api_error(status: int, raw: bytes) -> ApiError:

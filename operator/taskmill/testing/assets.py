@@ -261,7 +261,10 @@ def kubernetes_ldflags(version: str, *, commit: str = "", build_date: str = "") 
     flags = []
     for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         for name, value in values.items():
-            if value:  # an unknown commit stays at its default rather than ""
+            # The proxy does not say which commit a version is, and the
+            # default is a placeholder ("$Format:%H$"): an unknown commit is
+            # stamped empty. An unknown date keeps its default (the epoch).
+            if value or name == "gitCommit":
                 flags.append(f"-X {package}.{name}={value}")
     return " ".join(flags)
 

@@ -28,8 +28,9 @@ end of its log, and everything started so far is torn down.
 Lifetime. By default the processes belong to the :class:`ControlPlane`
 object: :meth:`~ControlPlane.stop` ends them (SIGTERM, then SIGKILL after a
 deadline), leaving the ``with`` block does too, an ``atexit`` hook covers a
-forgotten ``stop()``, and on Linux the kernel sends them SIGTERM should the
-Python process die without running either (``PR_SET_PDEATHSIG``). With
+forgotten ``stop()``, and on Linux the kernel kills them should the Python
+process die without running either (``PR_SET_PDEATHSIG``; its workdir is
+then left behind). With
 ``detached=True`` they outlive the Python process (``taskmill dev up
 --detach``): the state file ``<workdir>/controlplane.json`` records pids,
 ports and paths, and :meth:`ControlPlane.attach` re-opens it from any
@@ -75,11 +76,13 @@ __all__ = [
     "DEFAULT_CONTROLLERS",
     "SERVICE_ACCOUNT_ISSUER",
     "SERVICE_CLUSTER_IP_RANGE",
+    "STATE_FILE",
     "ControlPlane",
     "ControlPlaneError",
     "KubectlError",
     "Response",
     "build_flags",
+    "free_ports",
 ]
 
 STATE_FILE = "controlplane.json"
@@ -207,7 +210,11 @@ def _proc_start_time(pid: int) -> int | None:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGTERM when this process dies (Linux).
+    """A ``preexec_fn`` making the child get SIGKILL when this process dies (Linux).
+
+    SIGKILL rather than SIGTERM: all three processes get it at once, and an
+    API server shutting down gracefully while its etcd disappears hangs.
+    With its owner gone, nobody needs a graceful shutdown.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so
     it is only safe from the main thread, whose end is the process's.
@@ -222,7 +229,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
         # The parent may have died between fork() and prctl().
         if os.getppid() != parent:
             os._exit(1)
@@ -603,10 +610,12 @@ class ControlPlane:
             raise ControlPlaneError(f"unreadable control plane state {path}: {error}") from None
         if state.get("version") != _STATE_VERSION:
             raise ControlPlaneError(f"{path} was written by an incompatible Taskmill version")
+        # An attached plane registers no atexit hook (only start() does), so
+        # it is never stopped implicitly, whatever its `detached` says.
         plane = cls(
             path.parent,
             controller_manager=bool(state["controller_manager"]),
-            detached=True,  # attached: never stopped implicitly
+            detached=bool(state["detached"]),
             keep_workdir=bool(state["keep_workdir"]),
         )
         plane._workdir = path.parent

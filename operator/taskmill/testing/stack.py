@@ -32,6 +32,16 @@ def install_crds(plane: ControlPlane, *, timeout: float = 60) -> None:
     plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifest)
     names = [f"crd/{doc['metadata']['name']}" for doc in docs]
     plane.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names)
+    # Established is not yet servable: until each resource's storage has
+    # initialized, lists answer 429. Wait until they answer.
+    deadline = time.monotonic() + timeout
+    for doc in docs:
+        spec = doc["spec"]
+        url = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
+        while plane.request("GET", url).status != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not served {timeout:g}s after its CRD was applied")
+            time.sleep(0.05)
 
 
 @dataclass
