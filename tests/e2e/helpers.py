@@ -50,3 +50,18 @@ def wait_phase(
             f"status: {json.dumps(current.get('status'), indent=1)}"
         )
     return get(plane, namespace, name)
+
+
+def warning_reasons(plane: ControlPlane, namespace: str, name: str) -> list[str]:
+    """Reasons of the Warning Events about the named object."""
+    listed = plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return [e["reason"] for e in json.loads(listed)["items"] if e["type"] == "Warning"]

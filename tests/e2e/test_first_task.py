@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
@@ -12,7 +11,7 @@ import pytest
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import KubeClient, path
 from taskmill.testing.controlplane import ControlPlane
-from tests.e2e.helpers import apply, get, task, wait_phase
+from tests.e2e.helpers import apply, get, task, wait_phase, warning_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -82,19 +81,7 @@ def test_oversized_payload_is_dead_with_a_reason_and_a_warning_event(
     wait_phase(crds, namespace, "small", "Succeeded")  # dispatch goes on
 
     assert dead["status"]["reason"] == "PayloadTooLarge"
-    events = json.loads(
-        crds.kubectl(
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            "involvedObject.name=big",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
-    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "PayloadTooLarge")]
+    assert warning_reasons(crds, namespace, "big") == ["PayloadTooLarge"]
 
 
 def test_the_operator_writes_status_only_and_exactly_twice(

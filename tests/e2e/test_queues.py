@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
-from tests.e2e.helpers import apply, task, wait_phase
+from tests.e2e.helpers import apply, task, wait_phase, warning_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +29,7 @@ def test_a_task_waits_for_a_missing_queue_and_starts_when_it_appears(
     waiting = wait_phase(crds, namespace, "early", "Waiting")
     assert waiting["status"]["reason"] == "QueueNotFound"
     assert "reports" in waiting["status"]["message"]
-    events = json.loads(
-        crds.kubectl(
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            "involvedObject.name=early",
-            "-o",
-            "json",
-        ).stdout
-    )["items"]
-    assert ("Warning", "QueueNotFound") in [(e["type"], e["reason"]) for e in events]
+    assert "QueueNotFound" in warning_reasons(crds, namespace, "early")
 
     apply(crds, namespace, queue("reports"))
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from taskmill.models.lease import (
+    WORKER_HEADER,
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -26,8 +27,6 @@ from taskmill.models.lease import (
 
 log = logging.getLogger(__name__)
 
-#: Header naming the calling worker; checked against the lease's holder.
-WORKER_HEADER = "Taskmill-Worker"
 MAX_BODY_BYTES = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)

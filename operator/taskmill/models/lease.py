@@ -18,6 +18,9 @@ from pydantic import ConfigDict, Field
 
 from taskmill.models.base import HANDLER_TYPE, ApiModel, Timestamp
 
+#: Header naming the calling worker; heartbeats and completions from another
+#: worker than the lease holder's get 409.
+WORKER_HEADER = "Taskmill-Worker"
 #: Longest long-poll a worker may ask for.
 MAX_WAIT_SECONDS = 60.0
 #: Most Tasks one lease call may ask for.

@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 
 from taskmill.models.lease import (
+    WORKER_HEADER,
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -15,8 +16,6 @@ from taskmill.models.lease import (
     LeaseRequest,
     LeaseResponse,
 )
-
-WORKER_HEADER = "Taskmill-Worker"
 
 
 class LeaseLost(Exception):
