@@ -38,6 +38,45 @@ from taskmill.cli import logs
     show_default=True,
     help="Mark a Pending Task Waiting/NoWorker when no worker asked for its type this long.",
 )
+@click.option(
+    "--auth-audience",
+    envvar="TASKMILL_AUTH_AUDIENCE",
+    default=None,
+    help="Authenticate lease-API callers: their ServiceAccount token must carry this "
+    "audience (checked by TokenReview). Default: no authentication.",
+)
+@click.option(
+    "--worker-identity",
+    "worker_identities",
+    multiple=True,
+    help="A user allowed to lease with --auth-audience, e.g. "
+    "system:serviceaccount:NS:SA (repeatable).",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    help="Dispatch only while holding a coordination.k8s.io Lease; standbys are not Ready.",
+)
+@click.option(
+    "--leader-election-name", default="taskmill-operator", show_default=True, help="Lease name."
+)
+@click.option(
+    "--leader-election-namespace",
+    envvar="POD_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="Namespace of the Lease.",
+)
+@click.option(
+    "--leader-election-identity",
+    envvar="POD_NAME",
+    default="",
+    help="This replica's identity (default: $POD_NAME, else host name and pid).",
+)
+@click.option("--leader-election-lease-seconds", default=15.0, show_default=True)
+@click.option("--leader-election-renew-deadline-seconds", default=10.0, show_default=True)
+@click.option("--leader-election-retry-seconds", default=2.0, show_default=True)
 @click.option("--log-level", default="INFO", show_default=True)
 def operator_command(
     kubeconfig: str | None,
@@ -46,6 +85,15 @@ def operator_command(
     lease_port: int,
     lease_seconds: float,
     no_worker_after_seconds: float,
+    auth_audience: str | None,
+    worker_identities: tuple[str, ...],
+    leader_elect: bool,
+    leader_election_name: str,
+    leader_election_namespace: str,
+    leader_election_identity: str,
+    leader_election_lease_seconds: float,
+    leader_election_renew_deadline_seconds: float,
+    leader_election_retry_seconds: float,
     log_level: str,
 ) -> None:
     """Run the operator: dispatch Tasks and serve the lease API."""
@@ -59,7 +107,16 @@ def operator_command(
         lease_port=lease_port,
         lease_seconds=lease_seconds,
         no_worker_after_seconds=no_worker_after_seconds,
+        auth_audience=auth_audience or None,
+        worker_identities=worker_identities,
+        leader_lease=(leader_election_namespace, leader_election_name) if leader_elect else None,
+        leader_identity=leader_election_identity,
+        leader_lease_seconds=leader_election_lease_seconds,
+        leader_renew_deadline_seconds=leader_election_renew_deadline_seconds,
+        leader_retry_seconds=leader_election_retry_seconds,
     )
+    if auth_audience and not worker_identities:
+        raise click.UsageError("--auth-audience needs at least one --worker-identity")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -68,7 +125,11 @@ def operator_command(
             loop.add_signal_handler(sig, stop.set)
         await operator_run.run(settings, kubeconfig=kubeconfig, stop=stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except operator_run.LeadershipLost as exc:
+        # Exit non-zero: the Deployment restarts this replica as a standby.
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.command("worker")
@@ -101,6 +162,14 @@ def operator_command(
     help="On SIGTERM, time for running handlers before they are handed back.",
 )
 @click.option("--name", default="", help="Worker identity (default: host name and pid).")
+@click.option(
+    "--token-file",
+    envvar="TASKMILL_TOKEN_FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ServiceAccount token sent to the lease API, re-read when it changes (default: "
+    "/var/run/secrets/taskmill/token, else the pod's ServiceAccount token, if present).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker_command(
     modules: tuple[str, ...],
@@ -108,6 +177,7 @@ def worker_command(
     concurrency: int,
     grace_seconds: float,
     name: str,
+    token_file: str | None,
     log_level: str,
 ) -> None:
     """Run handlers for Tasks leased from the operator."""
@@ -130,7 +200,16 @@ def worker_command(
     )
 
     async def main() -> None:
-        worker = Worker(registry, settings)
+        import socket
+
+        from taskmill.worker.leaseclient import LeaseClient, default_token_file
+
+        client = LeaseClient(
+            lease_url,
+            settings.name or f"{socket.gethostname()}-{os.getpid()}",
+            token_file=token_file or default_token_file(),
+        )
+        worker = Worker(registry, settings, client=client)
         loop = asyncio.get_running_loop()
         signals = 0
 

@@ -2,7 +2,7 @@
 
 ``observe`` is fed every Task watch event (kopf calls it) and keeps an
 in-memory record per Task; eligible Tasks go into the pure
-:class:`~taskmill.dispatch.queue.DispatchQueue`. The lease API calls
+:class:`~taskmill.dispatch.dispatcher.Dispatcher`. The lease API calls
 ``lease``, ``heartbeat`` and ``complete``. A background loop expires leases
 whose heartbeats stopped and marks Tasks no worker asks for.
 
@@ -32,8 +32,9 @@ from taskmill.controller.status_writer import StatusPatch, StatusWriter
 from taskmill.dispatch import transitions
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import Clock, WallClock, to_datetime, to_timestamp
+from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
+from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseBook, LeaseInfo
-from taskmill.dispatch.queue import DispatchQueue, QueueItem, TaskKey
 from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.lease import (
     CompleteRequest,
@@ -92,6 +93,19 @@ class Stats:
     lease_latency: list[float] = field(default_factory=list)
 
 
+def limits_of(spec: TaskQueueSpec) -> Limits:
+    """A TaskQueue's spec as the dispatcher's limits."""
+    concurrency = spec.concurrency
+    return Limits(
+        paused=spec.paused,
+        total=concurrency.total if concurrency else None,
+        per_type=tuple((t.type, t.limit) for t in (concurrency.per_type or []))
+        if concurrency
+        else (),
+        rates=tuple((r.type, r.per_second, r.burst) for r in spec.rate_limits or ()),
+    )
+
+
 def _newer(candidate: str, known: str) -> bool:
     try:
         return int(candidate) > int(known)
@@ -112,7 +126,7 @@ class Engine:
         self.settings = settings
         self.clock = clock or WallClock()
         self.rng = rng or random.Random()
-        self.queue = DispatchQueue()
+        self.dispatcher = Dispatcher()
         self.leases = LeaseBook()
         self.records: dict[TaskKey, TaskRecord] = {}
         self.writer = StatusWriter(client, max_concurrent=settings.max_concurrent_writes)
@@ -181,6 +195,13 @@ class Engine:
         queue_key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.queues.pop(queue_key, None)
+            self.dispatcher.set_limits(queue_key, Limits())
+            if queue_key[1] != DEFAULT_QUEUE:
+                for candidate in list(self.dispatcher.pending()):
+                    record = self.records.get(candidate.key)
+                    same_queue = (candidate.key[0], candidate.queue) == queue_key
+                    if same_queue and record is not None:
+                        self._park(record)
             return
         try:
             queue = TaskQueue.model_validate(body)
@@ -188,11 +209,11 @@ class Engine:
             log.warning("ignoring invalid TaskQueue %s/%s: %s", *queue_key, exc)
             return
         self.queues[queue_key] = queue.spec
-        if not queue.spec.paused:
-            for key in self._parked.pop(queue_key, set()):
-                record = self.records.get(key)
-                if record is not None:
-                    self._schedule(record)
+        self.dispatcher.set_limits(queue_key, limits_of(queue.spec))
+        for key in self._parked.pop(queue_key, set()):
+            record = self.records.get(key)
+            if record is not None:
+                self._schedule(record)
 
     def _queue_of(self, record: TaskRecord) -> TaskQueueSpec | None:
         """The Task's queue; ``default`` exists implicitly until one is created."""
@@ -202,32 +223,28 @@ class Engine:
             return TaskQueueSpec(lease_seconds=int(self.settings.lease_seconds))
         return spec
 
-    def _park(self, record: TaskRecord, queue: TaskQueueSpec | None) -> None:
-        """Hold a Task back until its queue exists and is not paused; say why once."""
+    def _park(self, record: TaskRecord) -> None:
+        """Hold a Task back until its queue exists; say why once."""
         name = record.task.spec.queue
-        self.queue.discard(record.key)
+        self.dispatcher.discard(record.key)
         self._parked.setdefault((record.key[0], name), set()).add(record.key)
-        if queue is None:
-            reason = Reason.QUEUE_NOT_FOUND
+        if record.status.reason != Reason.QUEUE_NOT_FOUND:
             message = f"TaskQueue {name!r} does not exist in namespace {record.key[0]!r}"
-        else:
-            reason, message = Reason.QUEUE_PAUSED, f"TaskQueue {name!r} is paused"
-        if record.status.reason != reason:
-            patch = transitions.waiting(reason, message)
-            self._spawn(self._write_and_warn(record, patch, reason, message))
+            patch = transitions.waiting(Reason.QUEUE_NOT_FOUND, message)
+            self._spawn(self._write_and_warn(record, patch, Reason.QUEUE_NOT_FOUND, message))
 
     def _schedule(self, record: TaskRecord) -> None:
         key, task, status = record.key, record.task, record.status
         if status.phase.is_finished:
-            self.queue.discard(key)
-            self.leases.remove_key(key)
+            self.dispatcher.discard(key)
+            self._end_lease_of(key)
             return
         if task.spec.cancel or task.metadata.deletion_timestamp is not None:
-            self.queue.discard(key)
+            self.dispatcher.discard(key)
             self._spawn(self._cancel(record))
             return
         if status.phase == Phase.RUNNING:
-            self.queue.discard(key)
+            self.dispatcher.discard(key)
             if status.lease is not None and self.leases.for_key(key) is None:
                 self._restore_lease(record)
             return
@@ -237,16 +254,27 @@ class Engine:
             # over (the echo of our own end-of-attempt write overtook its
             # response), or a lease write is in flight that will now fail its
             # resourceVersion precondition. Either way the lease is done.
-            self.leases.remove(held.id)
+            self._end_lease(held.id)
         payload = task.spec.payload
         if payload is not None and len(orjson.dumps(payload)) > PAYLOAD_MAX_BYTES:
             message = f"payload is larger than {PAYLOAD_MAX_BYTES} bytes; use payloadFrom"
             self._spawn(self._mark_dead(record, Reason.PAYLOAD_TOO_LARGE, message))
             return
         queue = self._queue_of(record)
-        if queue is None or queue.paused:
-            self._park(record, queue)
+        if queue is None:
+            self._park(record)
             return
+        if queue.paused and status.reason != Reason.QUEUE_PAUSED:
+            message = f"TaskQueue {task.spec.queue!r} is paused"
+            self._spawn(
+                self._write_and_warn(
+                    record,
+                    transitions.waiting(Reason.QUEUE_PAUSED, message),
+                    Reason.QUEUE_PAUSED,
+                    message,
+                    warn=False,
+                )
+            )
         now = self.clock.now()
         eligible_at = 0.0
         if status.next_attempt_at is not None:
@@ -258,9 +286,10 @@ class Engine:
                 patch = transitions.waiting(Reason.RUN_AT, "waiting for spec.runAt", run_at)
                 self._spawn(self._write_quietly(record, patch))
         created = task.metadata.creation_timestamp
-        self.queue.put(
-            QueueItem(
+        self.dispatcher.put(
+            Candidate(
                 key=key,
+                queue=task.spec.queue,
                 type=task.spec.type,
                 priority=task.spec.priority,
                 created=to_timestamp(created) if created else now,
@@ -290,11 +319,24 @@ class Engine:
                 lease_seconds=lease_seconds,
             )
         )
+        spec = record.task.spec
+        self.dispatcher.mark_running(Candidate(record.key, spec.queue, spec.type, spec.priority))
+
+    def _end_lease(self, lease_id: str) -> LeaseInfo | None:
+        """Drop a lease and free its place in the queue's concurrency."""
+        lease = self.leases.remove(lease_id)
+        if lease is not None:
+            self.dispatcher.finished(lease.key)
+        return lease
+
+    def _end_lease_of(self, key: TaskKey) -> LeaseInfo | None:
+        held = self.leases.for_key(key)
+        return self._end_lease(held.id) if held is not None else None
 
     def _forget(self, key: TaskKey, *, cancelled: bool) -> None:
-        self.queue.discard(key)
+        self.dispatcher.discard(key)
         self.records.pop(key, None)
-        lease = self.leases.remove_key(key)
+        lease = self._end_lease_of(key)
         if lease is not None and cancelled:
             self._cancelled[lease.id] = self.clock.now() + lease.lease_seconds
 
@@ -309,9 +351,12 @@ class Engine:
             for type_ in request.types:
                 self._wanted[type_] = now_mono
             changed = self._changed
-            items = self.queue.pop(request.types, request.max, self.clock.now())
+            items = self.dispatcher.take(request.types, request.max, self.clock.now())
             if items:
                 grants = await asyncio.gather(*(self._grant(i, request.worker) for i in items))
+                for item, grant in zip(items, grants, strict=True):
+                    if grant is None and self.leases.for_key(item.key) is None:
+                        self.dispatcher.finished(item.key)  # not leased: free its slot
                 leased = [g for g in grants if g is not None]
                 if leased:
                     return leased
@@ -320,7 +365,7 @@ class Engine:
             if remaining <= 0:
                 return []
             wait = remaining
-            next_at = self.queue.next_eligible_at()
+            next_at = self.dispatcher.next_wakeup()
             if next_at is not None:
                 wait = min(wait, max(0.0, next_at - self.clock.now()) + 0.001)
             if changed.is_set():
@@ -329,13 +374,13 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)
 
-    async def _grant(self, item: QueueItem, worker: str) -> LeasedTask | None:
+    async def _grant(self, item: Candidate, worker: str) -> LeasedTask | None:
         record = self.records.get(item.key)
         if record is None:
             return None
         queue = self._queue_of(record)
-        if queue is None or queue.paused:  # deleted or paused since it was queued
-            self._park(record, queue)
+        if queue is None:  # deleted since the Task was queued
+            self._park(record)
             return None
         spec = record.task.spec
         try:
@@ -364,14 +409,14 @@ class Engine:
                 transitions.leased(record.task.status, lease),
             )
         except ApiError as exc:
-            self.leases.remove(lease.id)
+            self._end_lease(lease.id)
             self.stats.lease_conflicts += 1
             if not (exc.is_conflict or exc.is_not_found):
                 log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
                 self._requeue(record)
             return None  # a newer version is on its way through the watch
         except (TimeoutError, OSError) as exc:
-            self.leases.remove(lease.id)
+            self._end_lease(lease.id)
             log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
             self._requeue(record)
             return None
@@ -504,7 +549,7 @@ class Engine:
             task = Task.model_validate(body)
             current = task.status.lease if task.status else None
             if task.metadata.uid != lease.uid or current is None or current.id != lease.id:
-                self.leases.remove(lease.id)
+                self._end_lease(lease.id)
                 raise LeaseConflict(lease.id)
             try:
                 updated = await self.writer.write(
@@ -512,13 +557,13 @@ class Engine:
                 )
             except ApiError as exc:
                 if exc.is_not_found:
-                    self.leases.remove(lease.id)
+                    self._end_lease(lease.id)
                     return
                 if not exc.is_conflict:
                     raise
                 body = None  # changed meanwhile (e.g. spec edited): read and retry
                 continue
-            self.leases.remove(lease.id)
+            self._end_lease(lease.id)
             record = self.records.get(lease.key)
             if record is not None and record.uid == lease.uid:
                 self._adopt(record, updated)
@@ -558,7 +603,7 @@ class Engine:
         return True
 
     async def _mark_dead(self, record: TaskRecord, reason: Reason, message: str) -> None:
-        self.queue.discard(record.key)
+        self.dispatcher.discard(record.key)
         patch = transitions.dead(record.task.status, reason, message, self.clock.now())
         if await self._write_quietly(record, patch):
             self.stats.dead += 1
@@ -566,7 +611,7 @@ class Engine:
             await self.events.record(record.body, "Warning", reason.value, message)
 
     async def _cancel(self, record: TaskRecord) -> None:
-        lease = self.leases.remove_key(record.key)
+        lease = self._end_lease_of(record.key)
         now = self.clock.now()
         patch: StatusPatch = {
             "phase": Phase.CANCELLED.value,
@@ -658,10 +703,10 @@ class Engine:
         if now_mono - self._started < horizon:
             return  # workers may not have reconnected yet
         now = self.clock.now()
-        for type_ in self.queue.types():
+        for type_ in self.dispatcher.ready_types():
             if now_mono - self._wanted.get(type_, -1e18) < horizon:
                 continue
-            for item in self.queue.items_of_type(type_):
+            for item in self.dispatcher.ready_of_type(type_):
                 record = self.records.get(item.key)
                 if record is None or record.status.reason == Reason.NO_WORKER:
                     continue
@@ -672,10 +717,18 @@ class Engine:
                 self._spawn(self._write_and_warn(record, patch, Reason.NO_WORKER, message))
 
     async def _write_and_warn(
-        self, record: TaskRecord, patch: StatusPatch, reason: Reason, message: str
+        self,
+        record: TaskRecord,
+        patch: StatusPatch,
+        reason: Reason,
+        message: str,
+        *,
+        warn: bool = True,
     ) -> None:
         if await self._write_quietly(record, patch):
-            await self.events.record(record.body, "Warning", reason.value, message)
+            await self.events.record(
+                record.body, "Warning" if warn else "Normal", reason.value, message
+            )
 
     # ------------------------------------------------------------------ plumbing
 

@@ -32,7 +32,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from taskmill.dispatch.queue import TaskKey
+from taskmill.dispatch.keys import TaskKey
 
 LaneKey = tuple[str, str, str]
 """``(namespace, queue, type)``."""

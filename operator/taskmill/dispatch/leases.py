@@ -13,7 +13,7 @@ import heapq
 import itertools
 from dataclasses import dataclass, replace
 
-from taskmill.dispatch.queue import TaskKey
+from taskmill.dispatch.keys import TaskKey
 
 
 @dataclass(frozen=True, slots=True)
