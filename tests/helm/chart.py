@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def helm(
 ) -> subprocess.CompletedProcess[str]:
     """Run helm; with ``plane``, against its API server as the admin."""
     argv = [str(ensure_helm()), *args]
-    env = {"HOME": str(ROOT / ".helm-home-unused"), "PATH": "/usr/bin:/bin"}
+    env = {"HOME": tempfile.gettempdir(), "PATH": "/usr/bin:/bin"}
     if plane is not None:
         argv += ["--kubeconfig", str(plane.kubeconfig)]
         env["HELM_CACHE_HOME"] = str(plane.workdir / "helm" / "cache")

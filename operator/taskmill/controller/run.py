@@ -4,6 +4,14 @@ kopf is embedded (``kopf.operator``) with its own registry, and only
 ``@kopf.on.event`` handlers are registered: they write nothing to the
 objects (no finalizers, no annotations, no handler status), so the API sees
 only the writes listed in :mod:`taskmill.controller.status_writer`.
+
+With leader election (:mod:`taskmill.controller.leader`) the lease API starts
+at once (standbys answer ``/readyz`` and the lease routes with 503) but
+nothing else does until this replica holds the Lease; a leader that loses it
+stops dispatching at once and :func:`run` raises :class:`LeadershipLost`, so
+the process exits non-zero and is restarted as a standby. With
+``auth_audience`` set, lease calls are authenticated by
+:mod:`taskmill.leaseapi.auth`.
 """
 
 from __future__ import annotations
@@ -12,23 +20,34 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from typing import Any
 
 import kopf
 from aiohttp import web
 
 import taskmill
+from taskmill.controller.cron import CRONTASK_LABEL, CronController
 from taskmill.controller.engine import Engine, LeaseConflict
+from taskmill.controller.events import EventRecorder
+from taskmill.controller.leader import LeaderElector
 from taskmill.controller.settings import OperatorSettings
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import ApiError, KubeClient
+from taskmill.leaseapi.auth import TokenReviewAuthenticator
 from taskmill.leaseapi.server import build_app
 from taskmill.models.base import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 
 
-def build_registry(engine: Engine, connection: kube_config.KubeConfig) -> kopf.OperatorRegistry:
+class LeadershipLost(RuntimeError):
+    """This replica stopped leading before it was told to stop."""
+
+
+def build_registry(
+    engine: Engine, connection: kube_config.KubeConfig, cron: CronController | None = None
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -64,6 +83,18 @@ def build_registry(engine: Engine, connection: kube_config.KubeConfig) -> kopf.O
     async def task_event(event: kopf.RawEvent, **_: Any) -> None:
         engine.observe(event.get("type"), dict(event["object"]))
 
+    if cron is not None:
+
+        @kopf.on.event(GROUP, VERSION, "crontasks", registry=registry)
+        async def crontask_event(event: kopf.RawEvent, **_: Any) -> None:
+            cron.observe(event.get("type"), dict(event["object"]))
+
+        @kopf.on.event(
+            GROUP, VERSION, "tasks", labels={CRONTASK_LABEL: kopf.PRESENT}, registry=registry
+        )
+        async def cron_child_event(event: kopf.RawEvent, **_: Any) -> None:
+            cron.observe_task(event.get("type"), dict(event["object"]))
+
     return registry
 
 
@@ -81,6 +112,30 @@ async def _load_queues(engine: Engine, settings: OperatorSettings, stop: asyncio
             delay = min(delay * 2, 10.0)
 
 
+def _elector(client: KubeClient, settings: OperatorSettings) -> LeaderElector | None:
+    if settings.leader_lease is None:
+        return None
+    namespace, name = settings.leader_lease
+    return LeaderElector(
+        client,
+        namespace=namespace,
+        name=name,
+        identity=settings.leader_identity or f"{socket.gethostname()}-{os.getpid()}",
+        lease_seconds=settings.leader_lease_seconds,
+        renew_deadline_seconds=settings.leader_renew_deadline_seconds,
+        retry_seconds=settings.leader_retry_seconds,
+    )
+
+
+async def _keep_leading(
+    elector: LeaderElector, stop: asyncio.Event, timers: asyncio.Task[None]
+) -> None:
+    await elector.keep(stop)
+    if elector.lost.is_set():
+        timers.cancel()  # no more dispatching, expiring or status writes
+        stop.set()  # and kopf's watches end
+
+
 async def run(
     settings: OperatorSettings,
     *,
@@ -92,9 +147,31 @@ async def run(
     connection = kube_config.load(kubeconfig)
     client = KubeClient(connection, max_connections=settings.max_concurrent_writes + 16)
     engine = Engine(client, settings)
+    cron = CronController(
+        client,
+        EventRecorder(client, per_second=settings.events_per_second, component=settings.instance),
+    )
     kopf_ready = asyncio.Event()
+    elector = _elector(client, settings)
+
+    def leading() -> bool:
+        return elector is None or elector.is_leader()
+
+    authenticator = None
+    if settings.auth_audience:
+        authenticator = TokenReviewAuthenticator(
+            client,
+            audience=settings.auth_audience,
+            workers=settings.worker_identities,
+            cache_seconds=settings.token_cache_seconds,
+        )
     app = build_app(
-        engine, conflict=LeaseConflict, version=taskmill.__version__, ready=kopf_ready.is_set
+        engine,
+        conflict=LeaseConflict,
+        version=taskmill.__version__,
+        ready=lambda: kopf_ready.is_set() and leading(),
+        authenticate=authenticator,
+        serving=leading,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -106,11 +183,19 @@ async def run(
         settings.lease_port,
         os.getpid(),
     )
+    if elector is not None and not await elector.acquire(stop):
+        await runner.cleanup()
+        await client.close()
+        return
     await _load_queues(engine, settings, stop)
     timers = asyncio.create_task(engine.run_timers(), name="timers")
+    cron_timers = asyncio.create_task(cron.run(), name="cron")
+    keeper = None
+    if elector is not None:
+        keeper = asyncio.create_task(_keep_leading(elector, stop, timers), name="leader")
     try:
         await kopf.operator(
-            registry=build_registry(engine, connection),
+            registry=build_registry(engine, connection, cron),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
@@ -119,7 +204,15 @@ async def run(
         )
     finally:
         timers.cancel()
-        await asyncio.gather(timers, return_exceptions=True)
+        cron_timers.cancel()
+        await asyncio.gather(cron_timers, return_exceptions=True)
+        if keeper is not None:
+            keeper.cancel()
+        await asyncio.gather(timers, *([keeper] if keeper else []), return_exceptions=True)
         await engine.close()
         await runner.cleanup()
+        if elector is not None and not elector.lost.is_set():
+            await elector.release()
         await client.close()
+    if elector is not None and elector.lost.is_set():
+        raise LeadershipLost(f"{elector.identity} lost the leader Lease {elector.name}")

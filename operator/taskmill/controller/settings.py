@@ -27,4 +27,24 @@ class OperatorSettings:
     events_per_second: float = 5.0
     #: Identity written into Events and logs.
     instance: str = "taskmill-operator"
+    #: Authenticate lease-API callers: the audience their ServiceAccount
+    #: tokens must carry (checked with TokenReview). None: auth is off.
+    auth_audience: str | None = None
+    #: ServiceAccount user names allowed to lease
+    #: (``system:serviceaccount:<namespace>:<name>``); others get 403.
+    worker_identities: tuple[str, ...] = ()
+    #: How long a TokenReview answer is reused for the same token.
+    token_cache_seconds: float = 60.0
+    #: Run only while holding this ``coordination.k8s.io/v1`` Lease
+    #: (``namespace/name``); None: no leader election (a single replica).
+    leader_lease: tuple[str, str] | None = None
+    #: This replica's identity in the Lease (default: host name and pid).
+    leader_identity: str = ""
+    #: A leader's claim lasts this long without renewal; standbys take over
+    #: after it lapses.
+    leader_lease_seconds: float = 15.0
+    #: A leader that has not renewed for this long stops at once.
+    leader_renew_deadline_seconds: float = 10.0
+    #: How often the leader renews and standbys try to acquire.
+    leader_retry_seconds: float = 2.0
     extra: dict[str, str] = field(default_factory=dict)

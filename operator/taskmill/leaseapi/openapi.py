@@ -38,6 +38,9 @@ def document(version: str) -> dict[str, Any]:
         responses: dict[str, Any] = {
             "400": _json("Malformed request", error),
             "409": _json("The lease is not current (expired, foreign or completed)", error),
+            "401": _json("No valid token (when the operator authenticates workers)", error),
+            "403": _json("The token's identity is not an allowed worker", error),
+            "503": _json("A standby replica, or the token could not be checked; retry", error),
         }
         if response is not None:
             ref = {"$ref": f"#/components/schemas/{response.__name__}"}
@@ -65,7 +68,17 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Taskmill lease API", "version": version},
         "paths": paths,
-        "components": {"schemas": schemas.get("$defs", {})},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "serviceAccountToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A ServiceAccount token with the operator's audience",
+                }
+            },
+        },
+        "security": [{}, {"serviceAccountToken": []}],
     }
 
 

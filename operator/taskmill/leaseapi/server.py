@@ -3,6 +3,12 @@
 Every request body is validated against the wire models: anything malformed
 is a 400 naming the field, a lease that is not current is a 409, and an
 unexpected error is a logged 500. No request can stop the operator.
+
+With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the three
+lease routes first check the caller's token: 401 without a valid one, 403 for
+an identity that is not an allowed worker. With ``serving`` returning False
+(a standby replica under leader election) they answer 503 ``NotLeader``;
+``/healthz``, ``/readyz`` and ``/openapi.json`` never need a token.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from taskmill.leaseapi.auth import Authenticator, AuthError
 from taskmill.models.lease import (
     WORKER_HEADER,
     CompleteRequest,
@@ -73,6 +80,8 @@ def build_app(
     version: str,
     ready: Callable[[], bool] = lambda: True,
     extra_routes: Callable[[web.Application], None] | None = None,
+    authenticate: Authenticator | None = None,
+    serving: Callable[[], bool] = lambda: True,
 ) -> web.Application:
     """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
     from taskmill.leaseapi.openapi import document
@@ -87,23 +96,42 @@ def build_app(
             return await handler(request)
         except web.HTTPException:
             raise
+        except AuthError as exc:
+            response = _error(exc.status, exc.code, str(exc))
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="taskmill"'
+            return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
         except Exception:
             log.exception("lease API %s %s failed", request.method, request.path)
             return _error(500, "InternalError", "the operator could not handle this call")
 
+    async def guard(request: web.Request) -> web.Response | None:
+        """None when the call may proceed, else the refusal."""
+        if not serving():
+            return _error(503, "NotLeader", "this operator replica is a standby; retry")
+        if authenticate is not None:
+            await authenticate.authenticate(request.headers.get("Authorization"))
+        return None
+
     async def lease(request: web.Request) -> web.Response:
+        if (refused := await guard(request)) is not None:
+            return refused
         body = await _parse(request, LeaseRequest)
         tasks = await backend.lease(body)
         return _json(200, LeaseResponse(tasks=tasks).to_api())
 
     async def heartbeat(request: web.Request) -> web.Response:
+        if (refused := await guard(request)) is not None:
+            return refused
         body = await _parse(request, HeartbeatRequest)
         reply = backend.heartbeat(body, request.headers.get(WORKER_HEADER))
         return _json(200, reply.to_api())
 
     async def complete(request: web.Request) -> web.Response:
+        if (refused := await guard(request)) is not None:
+            return refused
         body = await _parse(request, CompleteRequest)
         await backend.complete(body, request.headers.get(WORKER_HEADER))
         return web.Response(status=204)

@@ -1,0 +1,213 @@
+"""The lease API's authentication: TokenReview verdicts, caching, and HTTP statuses."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from taskmill.kube.client import ApiError
+from taskmill.leaseapi.auth import (
+    AuthUnavailable,
+    Forbidden,
+    TokenReviewAuthenticator,
+    Unauthenticated,
+)
+from taskmill.leaseapi.server import build_app
+from taskmill.models.lease import HeartbeatResponse
+
+pytestmark = pytest.mark.asyncio
+
+WORKER = "system:serviceaccount:tm:worker"
+
+
+class FakeReviews:
+    """Answers TokenReviews from a table token -> (username, audiences)."""
+
+    def __init__(self, tokens: dict[str, tuple[str, list[str]]]) -> None:
+        self.tokens = tokens
+        self.calls = 0
+        self.fail = False
+
+    async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert url == "/apis/authentication.k8s.io/v1/tokenreviews"
+        assert body["spec"]["audiences"] == ["taskmill"]
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.fail:
+            raise ApiError(500, "InternalError", "etcd is down")
+        known = self.tokens.get(body["spec"]["token"])
+        if known is None:
+            return {"status": {"authenticated": False, "error": "invalid bearer token"}}
+        user, audiences = known
+        return {
+            "status": {"authenticated": True, "user": {"username": user}, "audiences": audiences}
+        }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def authenticator(reviews: FakeReviews, clock: Clock | None = None) -> TokenReviewAuthenticator:
+    return TokenReviewAuthenticator(
+        reviews,  # type: ignore[arg-type]
+        audience="taskmill",
+        workers=[WORKER],
+        clock=clock or Clock(),
+        cache_size=2,
+    )
+
+
+REVIEWS = {
+    "good": (WORKER, ["taskmill"]),
+    "other": ("system:serviceaccount:tm:intruder", ["taskmill"]),
+    "wrong-audience": (WORKER, ["https://kubernetes.default.svc"]),
+}
+
+
+async def test_an_allowed_worker_is_identified() -> None:
+    auth = authenticator(FakeReviews(REVIEWS))
+    assert await auth.authenticate("Bearer good") == WORKER
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic Zm9v", "Bearer ", "Bearer bogus"])
+async def test_missing_or_invalid_tokens_are_unauthenticated(header: str | None) -> None:
+    with pytest.raises(Unauthenticated):
+        await authenticator(FakeReviews(REVIEWS)).authenticate(header)
+
+
+async def test_a_token_for_another_audience_is_unauthenticated() -> None:
+    with pytest.raises(Unauthenticated, match="audience"):
+        await authenticator(FakeReviews(REVIEWS)).authenticate("Bearer wrong-audience")
+
+
+async def test_another_identity_is_forbidden() -> None:
+    with pytest.raises(Forbidden, match="intruder"):
+        await authenticator(FakeReviews(REVIEWS)).authenticate("Bearer other")
+
+
+async def test_reviews_are_cached_then_expire() -> None:
+    reviews, clock = FakeReviews(REVIEWS), Clock()
+    auth = authenticator(reviews, clock)
+    for _ in range(5):
+        await auth.authenticate("Bearer good")
+    assert reviews.calls == 1
+    clock.now += 61
+    await auth.authenticate("Bearer good")
+    assert reviews.calls == 2
+
+
+async def test_concurrent_calls_share_one_review() -> None:
+    reviews = FakeReviews(REVIEWS)
+    auth = authenticator(reviews)
+    results = await asyncio.gather(*(auth.authenticate("Bearer good") for _ in range(10)))
+    assert results == [WORKER] * 10
+    assert reviews.calls == 1
+
+
+async def test_the_cache_is_bounded() -> None:
+    tokens = {f"t{i}": (WORKER, ["taskmill"]) for i in range(5)}
+    reviews = FakeReviews(tokens)
+    auth = authenticator(reviews)
+    for i in range(5):
+        await auth.authenticate(f"Bearer t{i}")
+    assert len(auth._cache) == 2
+
+
+async def test_rejections_are_cached_briefly() -> None:
+    reviews, clock = FakeReviews(REVIEWS), Clock()
+    auth = authenticator(reviews, clock)
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate("Bearer late")
+    assert reviews.calls == 1
+    reviews.tokens["late"] = (WORKER, ["taskmill"])
+    clock.now += 6
+    assert await auth.authenticate("Bearer late") == WORKER
+
+
+async def test_an_unreachable_api_server_is_unavailable_not_allowed() -> None:
+    reviews = FakeReviews(REVIEWS)
+    reviews.fail = True
+    with pytest.raises(AuthUnavailable):
+        await authenticator(reviews).authenticate("Bearer good")
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.workers: list[str | None] = []
+
+    async def lease(self, request: Any) -> list[Any]:
+        return []
+
+    def heartbeat(self, request: Any, worker: str | None) -> HeartbeatResponse:
+        self.workers.append(worker)
+        return HeartbeatResponse(cancelled=False)
+
+    async def complete(self, request: Any, worker: str | None) -> None:
+        return None
+
+
+async def serve(**kwargs: Any) -> TestClient[Any, Any]:
+    app = build_app(Backend(), conflict=KeyError, version="test", **kwargs)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+LEASE = {"worker": "w1", "types": ["echo"], "max": 1, "waitSeconds": 0}
+
+
+async def test_http_statuses_with_auth() -> None:
+    client = await serve(authenticate=authenticator(FakeReviews(REVIEWS)))
+    try:
+        response = await client.post("/v1/lease", json=LEASE)
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert (await response.json())["error"] == "Unauthorized"
+        headers = {"Authorization": "Bearer other"}
+        assert (await client.post("/v1/lease", json=LEASE, headers=headers)).status == 403
+        headers = {"Authorization": "Bearer good"}
+        assert (await client.post("/v1/lease", json=LEASE, headers=headers)).status == 200
+        response = await client.post("/v1/lease", data=b"{", headers=headers)
+        assert response.status == 400
+        # Probes and the OpenAPI document need no token.
+        for route in ("/healthz", "/readyz", "/openapi.json"):
+            assert (await client.get(route)).status == 200
+    finally:
+        await client.close()
+
+
+async def test_unauthenticated_calls_are_refused_before_the_body_is_read() -> None:
+    client = await serve(authenticate=authenticator(FakeReviews(REVIEWS)))
+    try:
+        assert (await client.post("/v1/lease", data=b"{")).status == 401
+    finally:
+        await client.close()
+
+
+async def test_a_standby_refuses_lease_calls() -> None:
+    client = await serve(serving=lambda: False, ready=lambda: False)
+    try:
+        response = await client.post("/v1/lease", json=LEASE)
+        assert response.status == 503
+        assert (await response.json())["error"] == "NotLeader"
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await client.close()
+
+
+async def test_without_auth_no_token_is_needed() -> None:
+    client = await serve()
+    try:
+        assert (await client.post("/v1/lease", json=LEASE)).status == 200
+    finally:
+        await client.close()
