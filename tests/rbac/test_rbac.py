@@ -266,3 +266,26 @@ def test_standby_takes_over_when_the_leader_is_killed(stack: Stack) -> None:
         wait_phase(plane, ns, "after", "Succeeded", timeout=60)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.logs()}") from exc
+
+
+def test_a_leader_that_loses_the_lease_stops_and_exits_non_zero(stack: Stack) -> None:
+    plane, ns = stack.plane, stack.namespace
+    operator, url = stack.start_operator("operator-0")
+    wait_until_ready(f"{url}/readyz", operator, 60)
+    # Another holder takes the Lease (as a partitioned leader would find).
+    plane.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "lease",
+        f"{PREFIX}-leader",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"holderIdentity": "usurper", "leaseDurationSeconds": 60}}),
+    )
+    deadline = time.monotonic() + 15
+    while operator.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not operator.alive(), stack.logs()
+    assert operator.popen.returncode not in (0, None)
+    assert "lost the leader Lease" in operator.log_tail(), stack.logs()
