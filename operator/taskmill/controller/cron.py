@@ -1,0 +1,587 @@
+"""CronTask firing: one timer per CronTask, children named after their slot.
+
+:class:`CronController` is fed watch events: ``observe`` for CronTasks and
+``observe_task`` for their child Tasks (kopf calls both, see
+:mod:`taskmill.controller.run`). It keeps, per CronTask, the parsed schedule
+and the children it knows, and in :meth:`CronController.run` a single timer
+heap: the loop sleeps until the earliest next fire time (no polling), fires,
+and re-arms. The schedule math is pure, in :mod:`taskmill.dispatch.schedule`.
+
+Firing a slot, in order:
+
+1. ``concurrencyPolicy``: ``Forbid`` skips the slot while a child is active;
+   ``Replace`` cancels active children by patching ``spec.cancel: true`` (the
+   engine stops them).
+2. Create the child Task, named ``<crontask>-<slot unix seconds>`` (see
+   :func:`child_name`), owned by the CronTask. A second create of the same
+   slot — another replica, or this one after a restart — is a 409
+   AlreadyExists and a no-op, so a slot can never run twice.
+3. Write ``status`` (``lastScheduleTime``, ``nextScheduleTime``, ``active``,
+   conditions) through the status subresource with a resourceVersion
+   precondition. Spec and metadata are never written: GitOps tools see no drift.
+
+State is rebuilt from the API on start (the watch lists every CronTask and
+child): ``lastScheduleTime`` says which slot was fired last, and
+:func:`~taskmill.dispatch.schedule.due_slot` fires the newest missed slot once
+if it is within ``startingDeadlineSeconds``. Only the leader should run
+:meth:`CronController.run`; ``observe`` is safe to call at any time.
+
+An invalid schedule or time zone sets the condition ``ScheduleValid=False``
+(reason ``InvalidSchedule`` / ``InvalidTimeZone``) and posts one Warning Event
+per generation; the CronTask gets no timer until it is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import heapq
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskmill.controller.events import EventRecorder
+from taskmill.dispatch import schedule as schedules
+from taskmill.dispatch.clock import Clock, WallClock, to_timestamp
+from taskmill.dispatch.transitions import iso
+from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.models.base import API_VERSION
+from taskmill.models.crontask import ConcurrencyPolicy
+from taskmill.models.resources import CronTask, Task
+from taskmill.models.task import Phase
+
+log = logging.getLogger(__name__)
+
+#: Label on every child: the CronTask's name (hashed if longer than a label value may be).
+CRONTASK_LABEL = "taskmill.dev/crontask"
+#: Annotation on every child: its slot time, RFC 3339 UTC.
+SCHEDULED_AT_ANNOTATION = "taskmill.dev/scheduled-at"
+CONDITION_SCHEDULE_VALID = "ScheduleValid"
+#: Task names are DNS subdomains.
+MAX_NAME = 253
+MAX_LABEL_VALUE = 63
+
+Key = tuple[str, str]  # namespace, name
+
+
+def _shorten(name: str, limit: int) -> str:
+    """``name`` if it fits in ``limit``, else a prefix and 8 hex of its SHA-256."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    prefix = name[: limit - 9].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def child_name(crontask: str, slot: float) -> str:
+    """The child Task's name for ``slot``: ``<crontask>-<unix seconds>``.
+
+    Deterministic, so every replica derives the same name. A CronTask name
+    too long to leave room for the suffix is cut and given a hash of the full
+    name, keeping the result a valid DNS subdomain of at most 253 characters.
+    """
+    suffix = f"-{int(slot)}"
+    return _shorten(crontask, MAX_NAME - len(suffix)) + suffix
+
+
+def label_value(crontask: str) -> str:
+    """The ``taskmill.dev/crontask`` label value (label values are at most 63 chars)."""
+    return _shorten(crontask, MAX_LABEL_VALUE)
+
+
+@dataclass
+class Child:
+    name: str
+    uid: str
+    phase: Phase
+    slot: float
+    finished_at: float | None = None
+
+
+@dataclass
+class Record:
+    key: Key
+    body: dict[str, Any]
+    crontask: CronTask | None
+    schedule: schedules.Schedule | None
+    #: The newest slot fired (or skipped) so far.
+    last_slot: float
+    #: Armed fire time; a heap entry with another time is stale.
+    armed: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warned_generation: int | None = None
+
+
+class CronController:
+    def __init__(
+        self,
+        client: KubeClient,
+        events: EventRecorder,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._client = client
+        self._events = events
+        self.clock: Clock = clock or WallClock()
+        self._records: dict[Key, Record] = {}
+        #: Children by (namespace, owner uid), so they may arrive before their CronTask.
+        self._children: dict[tuple[str, str], dict[str, Child]] = {}
+        self._heap: list[tuple[float, Key]] = []
+        self._wake = asyncio.Event()
+        self._running = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Fire lag (seconds after the slot the child create was sent), the last 1000.
+        self.lags: list[float] = []
+
+    # -- watch events ------------------------------------------------------
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A CronTask watch event."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            record = self._records.pop(key, None)
+            if record is not None:
+                self._children.pop((key[0], meta.get("uid", "")), None)
+            return
+        try:
+            crontask = CronTask.model_validate(body)
+        except ValidationError as exc:
+            log.warning("CronTask %s/%s does not parse: %s", *key, exc)
+            return
+        record = self._records.get(key)
+        if record is None or (record.crontask and record.crontask.metadata.uid != meta.get("uid")):
+            record = Record(key, body, crontask, None, last_slot=self._initial_last(crontask))
+            self._records[key] = record
+        else:
+            record.body = body
+            record.crontask = crontask
+            status_last = crontask.status.last_schedule_time if crontask.status else None
+            if status_last is not None:
+                record.last_slot = max(record.last_slot, to_timestamp(status_last))
+        try:
+            record.schedule = schedules.parse(crontask.spec.schedule, crontask.spec.time_zone)
+        except schedules.ScheduleError as exc:
+            record.schedule = None
+            record.armed = None
+            self._spawn(self._report_invalid(record, exc))
+            return
+        self._arm(record)
+        self._spawn(self._sync_status(record))
+
+    def observe_task(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event of a Task labelled as some CronTask's child."""
+        meta = body.get("metadata", {})
+        owner = next(
+            (
+                ref
+                for ref in meta.get("ownerReferences") or ()
+                if ref.get("kind") == "CronTask" and ref.get("controller")
+            ),
+            None,
+        )
+        if owner is None:
+            return
+        namespace = meta.get("namespace", "")
+        children = self._children.setdefault((namespace, owner["uid"]), {})
+        name = meta.get("name", "")
+        if event_type == "DELETED":
+            children.pop(name, None)
+        else:
+            status = body.get("status") or {}
+            try:
+                phase = Phase(status.get("phase", "Pending"))
+            except ValueError:
+                phase = Phase.PENDING
+            previous = children.get(name)
+            finished = status.get("finishedAt")
+            children[name] = Child(
+                name,
+                meta.get("uid", ""),
+                phase,
+                _slot_of(meta),
+                to_timestamp(_parse_time(finished)) if finished else None,
+            )
+            if previous is not None and previous.phase == phase:
+                return
+        record = self._records.get((namespace, owner.get("name", "")))
+        if record is not None and record.crontask and record.crontask.metadata.uid == owner["uid"]:
+            self._spawn(self._after_child_change(record))
+
+    # -- the timer loop ----------------------------------------------------
+
+    async def run(self) -> None:
+        """Fire schedules until cancelled (run it only while leading)."""
+        self._running = True
+        self._heap = []
+        for record in self._records.values():
+            record.armed = None
+            self._arm(record)
+        try:
+            while True:
+                self._wake.clear()
+                now = self.clock.now()
+                while self._heap and self._heap[0][0] <= now:
+                    when, key = heapq.heappop(self._heap)
+                    due = self._records.get(key)
+                    if due is not None and due.armed == when:
+                        due.armed = None
+                        self._spawn(self._fire(due))
+                delay = self._heap[0][0] - now if self._heap else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        finally:
+            self._running = False
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _arm(self, record: Record) -> None:
+        """Set the record's timer: now if a slot is due, else its next slot."""
+        crontask = record.crontask
+        if record.schedule is None or crontask is None or crontask.spec.suspend:
+            record.armed = None
+            return
+        now = self.clock.now()
+        due = schedules.due_slot(
+            record.schedule,
+            last_slot=record.last_slot,
+            now=now,
+            starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
+        )
+        when = now if due is not None else record.schedule.next_after(max(now, record.last_slot))
+        if record.armed == when:
+            return
+        record.armed = when
+        if self._running:
+            heapq.heappush(self._heap, (when, record.key))
+            self._wake.set()
+
+    # -- actions -----------------------------------------------------------
+
+    async def _fire(self, record: Record) -> None:
+        async with record.lock:
+            crontask, schedule = record.crontask, record.schedule
+            if crontask is None or schedule is None or crontask.spec.suspend:
+                return
+            now = self.clock.now()
+            due = schedules.due_slot(
+                schedule,
+                last_slot=record.last_slot,
+                now=now,
+                starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
+            )
+            if due is None:
+                self._arm(record)
+                return
+            record.last_slot = due.slot
+            if due.skipped:
+                log.info("CronTask %s/%s: %d missed slots run once", *record.key, due.skipped)
+            if due.too_late:
+                log.warning(
+                    "CronTask %s/%s missed its slot %s by more than startingDeadlineSeconds",
+                    *record.key,
+                    iso(due.slot),
+                )
+                await self._events.record(
+                    record.body,
+                    "Warning",
+                    "MissedSchedule",
+                    f"slot {iso(due.slot)} missed by {now - due.slot:.0f}s, more than "
+                    f"startingDeadlineSeconds={crontask.spec.starting_deadline_seconds}; skipped",
+                )
+            else:
+                await self._start_child(record, crontask, due.slot, now)
+            self._arm(record)
+            await self._write_status(record, last_schedule=due.slot)
+
+    async def _start_child(
+        self, record: Record, crontask: CronTask, slot: float, now: float
+    ) -> None:
+        active = self._active(record)
+        policy = crontask.spec.concurrency_policy
+        if active and policy is ConcurrencyPolicy.FORBID:
+            log.info(
+                "CronTask %s/%s: slot %s skipped, %s still running (Forbid)",
+                *record.key,
+                iso(slot),
+                active[0].name,
+            )
+            return
+        if active and policy is ConcurrencyPolicy.REPLACE:
+            for child in active:
+                await self._cancel_child(record, child)
+        name = child_name(record.key[1], slot)
+        body = self._child_body(record, crontask, name, slot)
+        self.lags = [*self.lags[-999:], self.clock.now() - slot]
+        try:
+            created = await self._client.create(path(Task.RESOURCE_PLURAL, record.key[0]), body)
+        except ApiError as exc:
+            if exc.already_exists:
+                log.info("CronTask %s/%s: %s exists already (no-op)", *record.key, name)
+                return
+            log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, exc)
+            await self._events.record(record.body, "Warning", "FailedCreate", str(exc))
+            return
+        except OSError as exc:
+            log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, exc)
+            return
+        log.info(
+            "CronTask %s/%s: created %s, %.0f ms after its slot",
+            *record.key,
+            name,
+            (now - slot) * 1000,
+        )
+        uid = crontask.metadata.uid
+        children = self._children.setdefault((record.key[0], uid), {})
+        created_meta = created.get("metadata", {})
+        children.setdefault(name, Child(name, created_meta.get("uid", ""), Phase.PENDING, slot))
+
+    def _child_body(
+        self, record: Record, crontask: CronTask, name: str, slot: float
+    ) -> dict[str, Any]:
+        template = (record.body.get("spec") or {}).get("taskTemplate") or {}
+        template_meta = template.get("metadata") or {}
+        labels = {**(template_meta.get("labels") or {}), CRONTASK_LABEL: label_value(record.key[1])}
+        annotations = {
+            **(template_meta.get("annotations") or {}),
+            SCHEDULED_AT_ANNOTATION: iso(slot),
+        }
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Task",
+            "metadata": {
+                "name": name,
+                "namespace": record.key[0],
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "CronTask",
+                        "name": record.key[1],
+                        "uid": crontask.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": template.get("spec") or {},
+        }
+
+    async def _cancel_child(self, record: Record, child: Child) -> None:
+        log.info("CronTask %s/%s: cancelling %s (Replace)", *record.key, child.name)
+        try:
+            await self._client.merge_patch(
+                path(Task.RESOURCE_PLURAL, record.key[0], child.name),
+                {"metadata": {"uid": child.uid} if child.uid else {}, "spec": {"cancel": True}},
+            )
+        except (ApiError, OSError) as exc:
+            log.warning("CronTask %s/%s: cannot cancel %s: %s", *record.key, child.name, exc)
+
+    async def _after_child_change(self, record: Record) -> None:
+        async with record.lock:
+            await self._prune(record)
+            await self._write_status(record)
+
+    async def _prune(self, record: Record) -> None:
+        crontask = record.crontask
+        if crontask is None:
+            return
+        children = self._children.get((record.key[0], crontask.metadata.uid), {})
+        succeeded = sorted(
+            (c for c in children.values() if c.phase is Phase.SUCCEEDED), key=_finish_order
+        )
+        failed = sorted(
+            (c for c in children.values() if c.phase in (Phase.DEAD, Phase.CANCELLED)),
+            key=_finish_order,
+        )
+        doomed = succeeded[: max(0, len(succeeded) - crontask.spec.successful_tasks_history_limit)]
+        doomed += failed[: max(0, len(failed) - crontask.spec.failed_tasks_history_limit)]
+        for child in doomed:
+            children.pop(child.name, None)
+            try:
+                await self._client.delete(
+                    path(Task.RESOURCE_PLURAL, record.key[0], child.name),
+                    {"propagationPolicy": "Background", "preconditions": {"uid": child.uid}},
+                )
+                log.info("CronTask %s/%s: pruned %s", *record.key, child.name)
+            except ApiError as exc:
+                if not exc.is_not_found and not exc.is_conflict:
+                    log.warning("CronTask %s/%s: cannot prune %s: %s", *record.key, child.name, exc)
+            except OSError as exc:
+                log.warning("CronTask %s/%s: cannot prune %s: %s", *record.key, child.name, exc)
+
+    def _active(self, record: Record) -> list[Child]:
+        if record.crontask is None:
+            return []
+        children = self._children.get((record.key[0], record.crontask.metadata.uid), {})
+        return sorted(
+            (c for c in children.values() if not c.phase.is_finished), key=lambda c: c.slot
+        )
+
+    # -- status ------------------------------------------------------------
+
+    def _desired_status(self, record: Record, last_schedule: float | None = None) -> dict[str, Any]:
+        crontask = record.crontask
+        assert crontask is not None
+        current = record.body.get("status") or {}
+        status: dict[str, Any] = {"observedGeneration": crontask.metadata.generation}
+        if last_schedule is not None:
+            status["lastScheduleTime"] = iso(last_schedule)
+        children = self._children.get((record.key[0], crontask.metadata.uid), {})
+        active = self._active(record)
+        status["active"] = [{"name": c.name, "uid": c.uid} for c in active] or None
+        succeeded = [c.slot for c in children.values() if c.phase is Phase.SUCCEEDED]
+        if succeeded:
+            newest = iso(max(succeeded))
+            if newest > (current.get("lastSuccessfulTime") or ""):
+                status["lastSuccessfulTime"] = newest
+        if record.schedule is not None and not crontask.spec.suspend:
+            when = record.schedule.next_after(max(self.clock.now(), record.last_slot))
+            status["nextScheduleTime"] = iso(when)
+        else:
+            status["nextScheduleTime"] = None
+        status["conditions"] = [
+            _condition(current, crontask, CONDITION_SCHEDULE_VALID, "True", "Valid", "", self.clock)
+        ]
+        return status
+
+    async def _sync_status(self, record: Record) -> None:
+        async with record.lock:
+            await self._write_status(record)
+
+    async def _write_status(
+        self,
+        record: Record,
+        last_schedule: float | None = None,
+        *,
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        if record.crontask is None:
+            return
+        desired = status if status is not None else self._desired_status(record, last_schedule)
+        for _ in range(3):
+            current = record.body.get("status") or {}
+            patch = {k: v for k, v in desired.items() if current.get(k) != v}
+            if not patch:
+                return
+            meta = record.body.get("metadata", {})
+            url = path(CronTask.RESOURCE_PLURAL, record.key[0], record.key[1], "status")
+            try:
+                updated = await self._client.merge_patch(
+                    url,
+                    {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
+                )
+            except ApiError as exc:
+                if exc.is_not_found:
+                    return
+                if not exc.is_conflict:
+                    log.warning("CronTask %s/%s: status write failed: %s", *record.key, exc)
+                    return
+                try:  # someone else wrote: read again and retry
+                    fresh = await self._client.get(
+                        path(CronTask.RESOURCE_PLURAL, record.key[0], record.key[1])
+                    )
+                except (ApiError, OSError):
+                    return
+                if fresh.get("metadata", {}).get("uid") != meta.get("uid"):
+                    return
+                record.body = fresh
+                continue
+            except OSError as exc:
+                log.warning("CronTask %s/%s: status write failed: %s", *record.key, exc)
+                return
+            record.body = updated
+            return
+
+    async def _report_invalid(self, record: Record, error: schedules.ScheduleError) -> None:
+        async with record.lock:
+            crontask = record.crontask
+            if crontask is None:
+                return
+            generation = crontask.metadata.generation
+            if record.warned_generation != generation:
+                record.warned_generation = generation
+                log.warning("CronTask %s/%s: %s", *record.key, error.message)
+                await self._events.record(record.body, "Warning", error.reason, error.message)
+            current = record.body.get("status") or {}
+            status = {
+                "observedGeneration": generation,
+                "nextScheduleTime": None,
+                "conditions": [
+                    _condition(
+                        current,
+                        crontask,
+                        CONDITION_SCHEDULE_VALID,
+                        "False",
+                        str(error.reason),
+                        error.message,
+                        self.clock,
+                    )
+                ],
+            }
+            await self._write_status(record, status=status)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _initial_last(self, crontask: CronTask) -> float:
+        if crontask.status and crontask.status.last_schedule_time:
+            return to_timestamp(crontask.status.last_schedule_time)
+        created = crontask.metadata.creation_timestamp
+        return to_timestamp(created) if created else self.clock.now()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("CronTask action failed", exc_info=task.exception())
+
+
+def _condition(
+    current: dict[str, Any],
+    crontask: CronTask,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    clock: Clock,
+) -> dict[str, Any]:
+    """A condition; its transition time moves only when its status does."""
+    previous: dict[str, Any] = next(
+        (c for c in current.get("conditions") or () if c.get("type") == type_), {}
+    )
+    since = previous.get("lastTransitionTime") if previous.get("status") == status else None
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or iso(float(int(clock.now()))).replace(".000Z", "Z"),
+        "observedGeneration": crontask.metadata.generation,
+    }
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _slot_of(meta: dict[str, Any]) -> float:
+    stamp = (meta.get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION)
+    if stamp:
+        with contextlib.suppress(ValueError):
+            return to_timestamp(_parse_time(stamp))
+    return 0.0
+
+
+def _finish_order(child: Child) -> tuple[float, float]:
+    return (child.finished_at or child.slot, child.slot)

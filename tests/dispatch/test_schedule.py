@@ -1,0 +1,273 @@
+"""CronTask schedule math: next fire times, due slots, validation, DST."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import cronsim
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taskmill.dispatch import schedule as schedules
+from taskmill.dispatch.clock import FakeClock
+
+NY = "America/New_York"
+BERLIN = "Europe/Berlin"
+
+
+def at(text: str, zone: str = "UTC") -> float:
+    """A local wall time in ``zone`` as epoch seconds (``fold=0`` when ambiguous)."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(zone)).timestamp()
+
+
+def local(ts: float, zone: str = "UTC") -> str:
+    return dt.datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(zone)).isoformat()
+
+
+# (schedule, time zone, now as local wall time, expected next fire as local ISO with offset)
+NEXT_CASES = [
+    # plain fields, steps, ranges, lists
+    ("* * * * *", None, "2026-05-04T10:00:30", "2026-05-04T10:01:00+00:00"),
+    ("*/15 * * * *", None, "2026-05-04T10:16:00", "2026-05-04T10:30:00+00:00"),
+    ("5-10 * * * *", None, "2026-05-04T10:10:00", "2026-05-04T11:05:00+00:00"),
+    ("0 9-17/4 * * *", None, "2026-05-04T14:00:00", "2026-05-04T17:00:00+00:00"),
+    ("1,31,59 * * * *", None, "2026-05-04T10:31:00", "2026-05-04T10:59:00+00:00"),
+    ("0 0 1,15 * *", None, "2026-05-02T00:00:00", "2026-05-15T00:00:00+00:00"),
+    ("30 4 * * 1-5", None, "2026-05-08T05:00:00", "2026-05-11T04:30:00+00:00"),  # Fri → Mon
+    # names
+    ("0 12 * * MON", None, "2026-05-04T12:00:00", "2026-05-11T12:00:00+00:00"),
+    ("0 12 * * mon-wed", None, "2026-05-07T00:00:00", "2026-05-11T12:00:00+00:00"),
+    ("0 0 1 JAN *", None, "2026-05-04T00:00:00", "2027-01-01T00:00:00+00:00"),
+    ("0 0 1 jan,jul *", None, "2026-05-04T00:00:00", "2026-07-01T00:00:00+00:00"),
+    ("0 6 * JUN-AUG SAT,SUN", None, "2026-05-30T00:00:00", "2026-06-06T06:00:00+00:00"),
+    ("0 0 * * 7", None, "2026-05-04T00:00:00", "2026-05-10T00:00:00+00:00"),  # 7 is Sunday
+    # macros
+    ("@yearly", None, "2026-05-04T00:00:00", "2027-01-01T00:00:00+00:00"),
+    ("@annually", None, "2026-12-31T23:59:59", "2027-01-01T00:00:00+00:00"),
+    ("@monthly", None, "2026-05-04T00:00:00", "2026-06-01T00:00:00+00:00"),
+    ("@weekly", None, "2026-05-04T00:00:00", "2026-05-10T00:00:00+00:00"),
+    ("@daily", None, "2026-05-04T00:00:00", "2026-05-05T00:00:00+00:00"),
+    ("@midnight", None, "2026-05-04T23:59:59", "2026-05-05T00:00:00+00:00"),
+    ("@hourly", None, "2026-05-04T10:59:59", "2026-05-04T11:00:00+00:00"),
+    ("@daily", BERLIN, "2026-05-04T00:00:00", "2026-05-05T00:00:00+02:00"),
+    # month ends and leap days
+    ("0 0 31 * *", None, "2026-04-01T00:00:00", "2026-05-31T00:00:00+00:00"),
+    ("0 0 30 * *", None, "2026-01-31T00:00:00", "2026-03-30T00:00:00+00:00"),  # no Feb 30
+    ("0 0 29 2 *", None, "2026-03-01T00:00:00", "2028-02-29T00:00:00+00:00"),
+    ("0 0 29 2 *", None, "2028-02-28T12:00:00", "2028-02-29T00:00:00+00:00"),
+    ("0 0 L * *", None, "2028-02-01T00:00:00", "2028-02-29T00:00:00+00:00"),
+    ("59 23 31 12 *", None, "2026-12-31T23:59:00", "2027-12-31T23:59:00+00:00"),
+    # time zones without DST changes in the window
+    ("0 9 * * *", NY, "2026-06-01T09:00:00", "2026-06-02T09:00:00-04:00"),
+    ("0 9 * * *", NY, "2026-01-15T08:00:00", "2026-01-15T09:00:00-05:00"),
+    ("0 9 * * *", "Asia/Kolkata", "2026-06-01T08:59:59", "2026-06-01T09:00:00+05:30"),
+    # DST: spring forward, the skipped 02:30 runs once, at 03:00
+    ("30 2 * * *", NY, "2026-03-07T03:00:00", "2026-03-08T03:00:00-04:00"),
+    ("30 2 * * *", NY, "2026-03-08T03:00:00", "2026-03-09T02:30:00-04:00"),
+    ("30 2 * * *", BERLIN, "2026-03-28T03:00:00", "2026-03-29T03:00:00+02:00"),
+    ("30 2 * * *", BERLIN, "2026-03-29T03:00:00", "2026-03-30T02:30:00+02:00"),
+    # DST: fall back, the repeated 01:30 (NY) / 02:30 (Berlin) runs once, the first time
+    ("30 1 * * *", NY, "2026-10-31T02:00:00", "2026-11-01T01:30:00-04:00"),
+    ("30 2 * * *", BERLIN, "2026-10-24T03:00:00", "2026-10-25T02:30:00+02:00"),
+    # hourly jobs follow real time across DST
+    ("0 * * * *", NY, "2026-03-08T01:30:00", "2026-03-08T03:00:00-04:00"),
+    ("30 * * * *", BERLIN, "2026-10-25T02:00:00", "2026-10-25T02:30:00+02:00"),
+]
+
+
+@pytest.mark.parametrize(("expression", "zone", "now", "expected"), NEXT_CASES)
+def test_next_fire_time(expression: str, zone: str | None, now: str, expected: str) -> None:
+    clock = FakeClock(at(now, zone or "UTC"))
+    schedule = schedules.parse(expression, zone)
+
+    fire = schedule.next_after(clock.now())
+
+    assert local(fire, zone or "UTC") == expected
+    assert fire > clock.now()
+
+
+@pytest.mark.parametrize(
+    ("zone", "first_day", "local_time"),
+    [
+        (NY, "2026-03-07T12:00:00", "02:30"),  # spring forward 2026-03-08
+        (NY, "2026-10-31T12:00:00", "01:30"),  # fall back 2026-11-01
+        (BERLIN, "2026-03-28T12:00:00", "02:30"),  # spring forward 2026-03-29
+        (BERLIN, "2026-10-24T12:00:00", "02:30"),  # fall back 2026-10-25
+    ],
+)
+def test_a_daily_job_runs_once_per_day_across_a_dst_change(
+    zone: str, first_day: str, local_time: str
+) -> None:
+    hour, minute = local_time.split(":")
+    schedule = schedules.parse(f"{int(minute)} {int(hour)} * * *", zone)
+    start = at(first_day, zone)
+
+    fires = schedule.slots(start, start + 3 * 86400)
+
+    days = [local(ts, zone)[:10] for ts in fires]
+    assert len(fires) == 3
+    assert len(set(days)) == 3, days
+
+
+def test_the_repeated_hour_of_a_fall_back_day_does_not_fire_the_daily_job_again() -> None:
+    schedule = schedules.parse("30 1 * * *", NY)
+    second_130 = (
+        dt.datetime(2026, 11, 1, 1, 40, tzinfo=zoneinfo.ZoneInfo(NY)).replace(fold=1).timestamp()
+    )
+
+    assert local(schedule.next_after(second_130), NY) == "2026-11-02T01:30:00-05:00"
+
+
+@pytest.mark.parametrize(
+    ("expression", "now", "expected"),
+    [
+        ("@every 2s", 1_700_000_001.0, 1_700_000_002.0),
+        ("@every 2s", 1_700_000_002.0, 1_700_000_004.0),
+        ("@every 1h30m", 5400.0 * 3 + 1, 5400.0 * 4),
+        ("@every 90m", 0.0, 5400.0),
+        ("@every 1m", 59.999, 60.0),
+        ("@every  30s", 1_700_000_015.5, 1_700_000_040.0),
+    ],
+)
+def test_every_slots_are_multiples_of_the_interval(
+    expression: str, now: float, expected: float
+) -> None:
+    assert schedules.parse(expression, BERLIN).next_after(now) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2s", 2), ("1h30m", 5400), ("1.5h", 5400), ("250ms", 0.25), ("1m30s500ms", 90.5)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert schedules.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "reason", "words"),
+    [
+        ("61 * * * *", None, "InvalidSchedule", "minute"),
+        ("* 24 * * *", None, "InvalidSchedule", "hour"),
+        ("0 0 30 2 *", None, "InvalidSchedule", "day-of-month"),
+        ("0 0 * FOO *", None, "InvalidSchedule", "month"),
+        ("* * * *", None, "InvalidSchedule", "5"),
+        ("* * * * * *", None, "InvalidSchedule", "5"),
+        ("@fortnightly", None, "InvalidSchedule", "macro"),
+        ("@every 500ms", None, "InvalidSchedule", "whole number"),
+        ("@every 0s", None, "InvalidSchedule", "at least 1s"),
+        ("@every 2x", None, "InvalidSchedule", "duration"),
+        ("@every 400d", None, "InvalidSchedule", "duration"),
+        ("@daily", "Mars/Olympus_Mons", "InvalidTimeZone", "Mars/Olympus_Mons"),
+        ("@daily", "Europe/../etc", "InvalidTimeZone", "time zone"),
+    ],
+)
+def test_invalid_schedules_say_why(
+    expression: str, zone: str | None, reason: str, words: str
+) -> None:
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.parse(expression, zone)
+
+    assert caught.value.reason == reason
+    assert words.lower() in caught.value.message.lower()
+
+
+def test_a_due_slot_is_the_latest_one_and_older_missed_slots_run_once() -> None:
+    schedule = schedules.parse("@every 10s")
+    clock = FakeClock(1_000_000_055.0)
+
+    due = schedules.due_slot(
+        schedule, last_slot=1_000_000_000.0, now=clock.now(), starting_deadline_seconds=None
+    )
+
+    assert due == schedules.Due(slot=1_000_000_050.0, skipped=4, too_late=False)
+
+
+def test_a_slot_missed_by_more_than_the_deadline_is_too_late() -> None:
+    schedule = schedules.parse("0 * * * *")
+    now = at("2026-05-04T10:05:00")
+
+    late = schedules.due_slot(
+        schedule, last_slot=at("2026-05-04T09:00:00"), now=now, starting_deadline_seconds=60
+    )
+    in_time = schedules.due_slot(
+        schedule, last_slot=at("2026-05-04T09:00:00"), now=now, starting_deadline_seconds=600
+    )
+
+    assert late is not None
+    assert late.too_late
+    assert late.slot == at("2026-05-04T10:00:00")
+    assert in_time == schedules.Due(at("2026-05-04T10:00:00"), skipped=0, too_late=False)
+
+
+def test_nothing_is_due_before_the_next_slot() -> None:
+    schedule = schedules.parse("@hourly")
+    last = at("2026-05-04T10:00:00")
+
+    assert (
+        schedules.due_slot(
+            schedule, last_slot=last, now=last + 3599, starting_deadline_seconds=None
+        )
+        is None
+    )
+    assert schedules.due_slot(
+        schedule, last_slot=last, now=last + 3600, starting_deadline_seconds=None
+    ) == schedules.Due(last + 3600, skipped=0, too_late=False)
+
+
+def test_the_latest_slot_at_or_before_now_counts_now_itself() -> None:
+    schedule = schedules.parse("*/5 * * * *")
+
+    assert schedule.latest_at_or_before(at("2026-05-04T10:05:00")) == at("2026-05-04T10:05:00")
+    assert schedule.latest_at_or_before(at("2026-05-04T10:09:59")) == at("2026-05-04T10:05:00")
+
+
+# -- properties --------------------------------------------------------------
+
+FIELDS = st.tuples(
+    st.sampled_from(["*", "0", "*/7", "5-20", "1,31,59", "0-59/15"]),
+    st.sampled_from(["*", "0", "2", "*/6", "1-3", "2,14"]),
+    st.sampled_from(["*", "1", "15", "28", "29", "31", "1-7"]),
+    st.sampled_from(["*", "1", "2", "FEB", "*/3", "JAN,JUL"]),
+    st.sampled_from(["*", "0", "MON", "1-5", "SAT,SUN"]),
+)
+ZONES = st.sampled_from([None, NY, BERLIN, "Australia/Lord_Howe", "Asia/Kolkata"])
+NOWS = st.floats(min_value=946_684_800, max_value=4_102_444_800, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=FIELDS, zone=ZONES, now=NOWS)
+def test_the_next_fire_time_is_after_now_and_matches_the_expression(
+    fields: tuple[str, ...], zone: str | None, now: float
+) -> None:
+    expression = " ".join(fields)
+    try:
+        schedule = schedules.parse(expression, zone)
+    except schedules.ScheduleError:
+        return  # e.g. "0 0 31 FEB *"
+    fire = schedule.next_after(now)
+
+    assert fire > now
+    # It matches: cronsim, asked from just before it, agrees it is a fire time.
+    tz = schedules.parse_zone(zone)
+    just_before = dt.datetime.fromtimestamp(fire - 1, tz)
+    assert next(cronsim.CronSim(expression, just_before)).timestamp() == fire
+    # And there is no slot between now and it.
+    assert schedule.latest_at_or_before(fire - 1) is None or (
+        schedule.latest_at_or_before(fire - 1) <= now  # type: ignore[operator]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seconds=st.integers(min_value=1, max_value=100_000),
+    now=NOWS,
+)
+def test_every_fires_after_now_on_a_multiple_of_the_interval(seconds: int, now: float) -> None:
+    schedule = schedules.parse(f"@every {seconds}s")
+
+    fire = schedule.next_after(now)
+
+    assert now < fire <= now + seconds
+    assert fire % seconds == 0
