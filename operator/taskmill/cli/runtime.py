@@ -170,6 +170,13 @@ def operator_command(
     help="ServiceAccount token sent to the lease API, re-read when it changes (default: "
     "/var/run/secrets/taskmill/token, else the pod's ServiceAccount token, if present).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="TASKMILL_METRICS_PORT",
+    help="Serve Prometheus /metrics (and /healthz) on this port, e.g. 9100. Default: off.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker_command(
     modules: tuple[str, ...],
@@ -178,9 +185,15 @@ def worker_command(
     grace_seconds: float,
     name: str,
     token_file: str | None,
+    metrics_port: int | None,
     log_level: str,
 ) -> None:
-    """Run handlers for Tasks leased from the operator."""
+    """Run handlers for Tasks leased from the operator.
+
+    SIGTERM (or Ctrl-C) stops leasing and gives running handlers
+    --grace-seconds; what is still running then is handed back and re-queued
+    at once without counting an attempt. A second signal hands back at once.
+    """
     from taskmill.worker.registry import registry
     from taskmill.worker.runner import Worker, WorkerSettings
 
@@ -189,14 +202,15 @@ def worker_command(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a user's module: report, do not trace
-            raise click.ClickException(f"cannot import handler module {module!r}: {exc}") from exc
+        load_handler_module(module)
     if len(registry) == 0:
         raise click.ClickException(f"no @taskmill.handler functions found in {', '.join(modules)}")
     settings = WorkerSettings(
-        lease_url=lease_url, concurrency=concurrency, grace_seconds=grace_seconds, name=name
+        lease_url=lease_url,
+        concurrency=concurrency,
+        grace_seconds=grace_seconds,
+        name=name,
+        metrics_port=metrics_port,
     )
 
     async def main() -> None:
@@ -211,19 +225,36 @@ def worker_command(
         )
         worker = Worker(registry, settings, client=client)
         loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            worker.stop()
-            if signals > 1:  # a second signal: no more grace
-                for task in asyncio.all_tasks(loop):
-                    if task.get_name().startswith("task-"):
-                        task.cancel()
-
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # e.g. the metrics port is taken
+        raise click.ClickException(str(exc)) from exc
+
+
+def load_handler_module(module: str) -> None:
+    """Import a handler module, turning every way it can fail into one clear line."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise click.ClickException(
+                f"handler module {module!r} not found (looked in {os.getcwd()} and sys.path)"
+            ) from exc
+        raise click.ClickException(
+            f"handler module {module!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
+    except BaseException as exc:  # a user's module: report, do not trace
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None:  # point at the last frame inside the user's code
+            where = f" ({tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"
+            tb = tb.tb_next
+        raise click.ClickException(
+            f"handler module {module!r} failed to import: {type(exc).__name__}: {exc}{where}"
+        ) from exc

@@ -49,6 +49,11 @@ async def call_handler(
         done, _ = await asyncio.wait(
             {work, cancelled}, timeout=timeout, return_when="FIRST_COMPLETED"
         )
+    except asyncio.CancelledError:
+        # The worker is handing the Task back (shutdown): stop the handler too.
+        ctx.cancelled.set()
+        work.cancel()
+        raise
     finally:
         cancelled.cancel()
     if work not in done:

@@ -1,10 +1,27 @@
 """The worker loop: lease as many Tasks as there are free slots, run them,
 heartbeat while they run, report how they ended.
 
-Shutdown (SIGTERM): stop leasing, let running handlers finish within the
-grace period, then hand back (``released``) what is still running, so the
-operator re-queues it at once without counting an attempt. A second signal
-ends the grace period early.
+Slots: ``concurrency`` handlers run at once. The loop asks the operator for
+exactly ``concurrency - running`` Tasks (never zero: with no free slot it
+waits for one to free up), only of the registered types, in a long poll.
+
+Heartbeats: every ``heartbeatSeconds`` (from the lease) per running Task; the
+latest ``ctx.progress(...)`` rides along (the buffer holds one report, so a
+chatty handler never grows memory or blocks). A reply saying ``cancel`` (the
+Task was cancelled) or a 409 (the lease is gone) sets ``ctx.cancelled`` and
+cancels an async handler; no outcome is reported then.
+
+Shutdown (:meth:`Worker.stop`, wired to SIGTERM/SIGINT by ``taskmill
+worker``): stop leasing. A lease call already in flight is allowed to finish
+(the operator cannot tell that a client went away, so abandoning it could
+strand a granted Task until its lease expires); whatever it brings is handed
+back at once. Running handlers get ``grace_seconds``; what is still running
+then is handed back (outcome ``released``), so the operator re-queues it at
+once without counting an attempt. A second :meth:`stop` ends the grace period
+(and a pending lease call) at once.
+
+Nothing a handler does ends the loop: exceptions, timeouts and cancellations
+become reported outcomes (see :mod:`taskmill.worker.execution`).
 """
 
 from __future__ import annotations
@@ -13,13 +30,23 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import socket
+import time
 from dataclasses import dataclass
 
-from taskmill.models.lease import CompleteRequest, HeartbeatRequest, LeasedTask, Outcome
+from taskmill.models.lease import (
+    CompleteRequest,
+    HeartbeatRequest,
+    LeasedTask,
+    Outcome,
+    ProgressReport,
+    ReportedError,
+)
 from taskmill.worker.context import HandlerContext
 from taskmill.worker.execution import Cancelled, call_handler
 from taskmill.worker.leaseclient import LeaseApiError, LeaseClient, LeaseLost
+from taskmill.worker.metrics import WorkerMetrics
 from taskmill.worker.registry import Registry
 
 log = logging.getLogger("taskmill.worker")
@@ -34,33 +61,75 @@ class WorkerSettings:
     name: str = ""
     #: On SIGTERM, how long running handlers may take before they are handed back.
     grace_seconds: float = 25.0
-    #: Long-poll length of each lease call.
-    poll_seconds: float = 20.0
+    #: Long-poll length of each lease call. A stopping worker waits for the
+    #: call in flight, so this also bounds how long an idle worker takes to stop.
+    poll_seconds: float = 10.0
+    #: Bearer token for the lease API (when it authenticates callers).
     token: str | None = None
+    #: Serve Prometheus ``/metrics`` on this port; ``None``: no metrics server.
+    metrics_port: int | None = None
+    #: Address the metrics server binds.
+    metrics_host: str = "0.0.0.0"
+
+
+class _ProgressBuffer:
+    """The latest progress report of one attempt; written from any thread."""
+
+    def __init__(self) -> None:
+        self.latest: ProgressReport | None = None
+
+    def report(self, percent: float | None, message: str | None) -> None:
+        if message is not None:
+            message = message[:1024]
+        self.latest = ProgressReport(percent=percent, message=message)
+
+    def take(self) -> ProgressReport | None:
+        latest, self.latest = self.latest, None
+        return latest
 
 
 class Worker:
-    def __init__(self, registry: Registry, settings: WorkerSettings) -> None:
+    def __init__(
+        self, registry: Registry, settings: WorkerSettings, *, client: LeaseClient | None = None
+    ) -> None:
         if len(registry) == 0:
             raise ValueError("no handlers registered")
         self.registry = registry
         self.settings = settings
-        self.name = settings.name or f"{socket.gethostname()}-{__import__('os').getpid()}"
-        self.client = LeaseClient(settings.lease_url, self.name, token=settings.token)
+        self.name = settings.name or f"{socket.gethostname()}-{os.getpid()}"
+        self.client = client or LeaseClient(settings.lease_url, self.name, token=settings.token)
+        self.metrics = WorkerMetrics(settings.concurrency)
         # Threads beyond `concurrency` leave room for sync handlers that
         # outlived their timeout and could not be interrupted.
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.concurrency * 2, thread_name_prefix="taskmill-handler"
         )
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        #: Attempts whose outcome was reported (any outcome but ``released``).
         self.completed = 0
+        #: Tasks handed back to the operator.
+        self.released = 0
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
 
     def stop(self) -> None:
-        """Stop leasing; running work gets the grace period."""
-        if not self._stopping.is_set():
-            log.info("stopping: no new work, %d running", len(self._running))
+        """First call: stop leasing, running work gets the grace period.
+        Second call: hand back what is running now."""
+        if self._stopping.is_set():
+            if not self._hurry.is_set():
+                log.info("second stop: handing back %d running tasks now", len(self._running))
+            self._hurry.set()
+            return
+        log.info(
+            "stopping: no new work; %d running get up to %.0fs",
+            len(self._running),
+            self.settings.grace_seconds,
+        )
         self._stopping.set()
 
     async def run(self) -> None:
@@ -71,33 +140,59 @@ class Worker:
             ", ".join(self.registry.types),
             self.settings.lease_url,
         )
+        metrics_server = None
+        if self.settings.metrics_port is not None:
+            from taskmill.worker.metrics import serve
+
+            metrics_server = await serve(
+                self.metrics, self.settings.metrics_host, self.settings.metrics_port
+            )
+            log.info(
+                "metrics on http://%s:%d/metrics",
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+            )
         errors = 0
         try:
             while not self._stopping.is_set():
                 free = await self._free_slots()
-                if self._stopping.is_set():
-                    break
+                if free == 0:
+                    break  # stopping
                 try:
                     leased = await self._lease_or_stop(free)
                     errors = 0
                 except LeaseApiError as exc:
                     errors += 1
+                    self.metrics.lease_errors.inc()
                     delay = min(10.0, 0.2 * 2**errors)
                     log.warning("lease call failed (%s); retrying in %.1fs", exc, delay)
                     await self._sleep_or_stop(delay)
                     continue
                 for task in leased:
-                    self._start(task)
+                    if self._stopping.is_set():
+                        self._start_release(task)
+                    else:
+                        self._start(task)
             await self._drain()
         finally:
             await self.client.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if metrics_server is not None:
+                await metrics_server.cleanup()
 
     async def _free_slots(self) -> int:
-        # Wait for one slot, then count the others that are free too.
-        await self._slots.acquire()
-        self._slots.release()
-        return self.settings.concurrency - len(self._running)
+        """Free slots, waiting for one if none is; 0 only when stopping."""
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - len(self._running)
+            if free > 0:
+                return free
+            self._slot_freed.clear()
+            stop = asyncio.ensure_future(self._stopping.wait())
+            freed = asyncio.ensure_future(self._slot_freed.wait())
+            await asyncio.wait({stop, freed}, return_when="FIRST_COMPLETED")
+            stop.cancel()
+            freed.cancel()
+        return 0
 
     async def _lease_or_stop(self, free: int) -> list[LeasedTask]:
         lease = asyncio.ensure_future(
@@ -107,9 +202,12 @@ class Worker:
         await asyncio.wait({lease, stop}, return_when="FIRST_COMPLETED")
         stop.cancel()
         if not lease.done():
-            # Stopping: let an in-flight lease call finish so nothing it was
-            # granted is left stranded; it is run (or handed back) like the rest.
-            await asyncio.wait({lease}, timeout=2.0)
+            # Stopping: the operator keeps serving this call even if we hang
+            # up, so wait for it (unless told to hurry); what it brings is
+            # handed back by the caller.
+            hurry = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait({lease, hurry}, return_when="FIRST_COMPLETED")
+            hurry.cancel()
             if not lease.done():
                 lease.cancel()
                 return []
@@ -119,58 +217,79 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
+    def _track(self, lease_id: str, task: asyncio.Task[None]) -> None:
+        self._running[lease_id] = task
+        self.metrics.set_in_flight(len(self._running))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(lease_id, None)
+            self.metrics.set_in_flight(len(self._running))
+            self._slot_freed.set()
+
+        task.add_done_callback(done)
+
     def _start(self, leased: LeasedTask) -> None:
         task = asyncio.create_task(self._execute(leased), name=f"task-{leased.name}")
-        self._running[leased.lease_id] = task
-        task.add_done_callback(lambda _: self._running.pop(leased.lease_id, None))
+        self._track(leased.lease_id, task)
+
+    def _start_release(self, leased: LeasedTask) -> None:
+        task = asyncio.create_task(self._release(leased), name=f"release-{leased.name}")
+        self._track(leased.lease_id, task)
+
+    async def _release(self, leased: LeasedTask) -> None:
+        log.info("%s/%s: handed back (stopping)", leased.namespace, leased.name)
+        await self._report(CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.RELEASED))
+        self.metrics.finished(leased.type, "released", None)
+        self.released += 1
 
     async def _execute(self, leased: LeasedTask) -> None:
-        async with self._slots:
-            spec = self.registry.get(leased.type)
-            ctx = HandlerContext(
-                name=leased.name,
-                namespace=leased.namespace,
-                uid=leased.uid,
-                type=leased.type,
-                attempt=leased.attempt,
-                logger=log.getChild(leased.type),
+        spec = self.registry.get(leased.type)
+        if spec is None:  # the operator only sends registered types
+            log.error("%s/%s: no handler for type %r", leased.namespace, leased.name, leased.type)
+            error = ReportedError(type="UnknownType", message=f"no handler for {leased.type!r}")
+            await self._report(
+                CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.FAILED, error=error)
             )
-            progress: list[HeartbeatRequest] = []
-            ctx._report_progress = lambda p, m: progress.append(
-                HeartbeatRequest.model_validate(
-                    {"leaseId": leased.lease_id, "progress": {"percent": p, "message": m}}
-                )
-            )
-            cancel = asyncio.Event()
-            beats = asyncio.create_task(self._heartbeats(leased, cancel, progress))
-            try:
-                if spec is None:  # the operator only sends registered types
-                    log.error("no handler for type %r", leased.type)
-                    return
-                outcome = await call_handler(spec, leased, ctx, self._pool, cancel)
-            except Cancelled:
-                log.info("%s/%s: cancelled while running", leased.namespace, leased.name)
-                return
-            except asyncio.CancelledError:
-                # Shutdown after the grace period: hand the Task back.
-                ctx.cancelled.set()
-                await self._report(
-                    CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.RELEASED)
-                )
-                return
-            finally:
-                beats.cancel()
-            await self._report(outcome)
-            self.completed += 1
+            return
+        progress = _ProgressBuffer()
+        ctx = HandlerContext(
+            name=leased.name,
+            namespace=leased.namespace,
+            uid=leased.uid,
+            type=leased.type,
+            attempt=leased.attempt,
+            logger=log.getChild(leased.type),
+            _report_progress=progress.report,
+        )
+        cancel = asyncio.Event()
+        beats = asyncio.create_task(self._heartbeats(leased, cancel, progress))
+        started = time.monotonic()
+        try:
+            outcome = await call_handler(spec, leased, ctx, self._pool, cancel)
+        except Cancelled:
+            log.info("%s/%s: cancelled while running", leased.namespace, leased.name)
+            self.metrics.finished(leased.type, "cancelled", time.monotonic() - started)
+            return
+        except asyncio.CancelledError:
+            # Shutdown after the grace period: hand the Task back.
+            ctx.cancelled.set()
+            beats.cancel()
+            await self._release(leased)
+            return
+        finally:
+            beats.cancel()
+        seconds = time.monotonic() - started
+        await self._report(outcome)
+        self.metrics.finished(leased.type, _outcome_label(outcome), seconds)
+        self.completed += 1
 
     async def _heartbeats(
-        self, leased: LeasedTask, cancel: asyncio.Event, progress: list[HeartbeatRequest]
+        self, leased: LeasedTask, cancel: asyncio.Event, progress: _ProgressBuffer
     ) -> None:
         interval = max(0.2, leased.heartbeat_seconds)
         while True:
             await asyncio.sleep(interval)
-            request = progress[-1] if progress else HeartbeatRequest(lease_id=leased.lease_id)
-            progress.clear()
+            request = HeartbeatRequest(lease_id=leased.lease_id, progress=progress.take())
             try:
                 reply = await self.client.heartbeat(request)
             except LeaseLost:
@@ -198,6 +317,7 @@ class Worker:
                 )
                 return
             except LeaseApiError as exc:
+                self.metrics.lease_errors.inc()
                 delay = min(5.0, 0.1 * 2**attempt)
                 log.warning("complete failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -210,9 +330,29 @@ class Worker:
         log.info(
             "waiting up to %.0fs for %d running tasks", self.settings.grace_seconds, len(running)
         )
-        _, pending = await asyncio.wait(running, timeout=self.settings.grace_seconds)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        everything = asyncio.ensure_future(asyncio.wait(running))
+        await asyncio.wait(
+            {hurry, everything}, timeout=self.settings.grace_seconds, return_when="FIRST_COMPLETED"
+        )
+        hurry.cancel()
+        everything.cancel()
+        pending = [task for task in running if not task.done()]
         for task in pending:
-            task.cancel()
+            if task.get_name().startswith("task-"):
+                task.cancel()  # _execute hands the Task back
         if pending:
-            await asyncio.wait(pending, timeout=10)
+            await asyncio.wait(pending, timeout=15)
             log.info("handed back %d unfinished tasks", len(pending))
+
+
+def _outcome_label(request: CompleteRequest) -> str:
+    if request.outcome != Outcome.FAILED or request.error is None:
+        return request.outcome.value
+    if request.error.timed_out:
+        return "timed_out"
+    if not request.error.retryable:
+        return "permanent_failure"
+    if request.error.retry_after_seconds is not None:
+        return "retry"
+    return "failed"
