@@ -171,6 +171,10 @@ def test_operator_and_worker_run_with_chart_identities_only(stack: Stack) -> Non
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.logs()}") from exc
     assert done["status"]["result"]
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'taskmill_task_transitions_total{phase="Succeeded"} 1.0' in metrics
+    assert "taskmill_leader 1.0" in metrics
 
     # Outside the roles: forbidden.
     secrets = plane.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=stack.worker_token)

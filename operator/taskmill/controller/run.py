@@ -31,6 +31,7 @@ from taskmill.controller.cron import CRONTASK_LABEL, CronController
 from taskmill.controller.engine import Engine, LeaseConflict
 from taskmill.controller.events import EventRecorder
 from taskmill.controller.leader import LeaderElector
+from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import ApiError, KubeClient
@@ -46,7 +47,10 @@ class LeadershipLost(RuntimeError):
 
 
 def build_registry(
-    engine: Engine, connection: kube_config.KubeConfig, cron: CronController | None = None
+    engine: Engine,
+    connection: kube_config.KubeConfig,
+    cron: CronController | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -82,6 +86,8 @@ def build_registry(
     @kopf.on.event(GROUP, VERSION, "tasks", registry=registry)
     async def task_event(event: kopf.RawEvent, **_: Any) -> None:
         engine.observe(event.get("type"), dict(event["object"]))
+        if metrics is not None:
+            metrics.observe(event.get("type"), event["object"])
 
     if cron is not None:
 
@@ -128,11 +134,12 @@ def _elector(client: KubeClient, settings: OperatorSettings) -> LeaderElector | 
 
 
 async def _keep_leading(
-    elector: LeaderElector, stop: asyncio.Event, timers: asyncio.Task[None]
+    elector: LeaderElector, stop: asyncio.Event, *work: asyncio.Task[Any]
 ) -> None:
     await elector.keep(stop)
     if elector.lost.is_set():
-        timers.cancel()  # no more dispatching, expiring or status writes
+        for task in work:  # no more dispatching, expiring, firing or status writes
+            task.cancel()
         stop.set()  # and kopf's watches end
 
 
@@ -157,6 +164,8 @@ async def run(
     def leading() -> bool:
         return elector is None or elector.is_leader()
 
+    metrics = OperatorMetrics(leading)
+
     authenticator = None
     if settings.auth_audience:
         authenticator = TokenReviewAuthenticator(
@@ -172,6 +181,7 @@ async def run(
         ready=lambda: kopf_ready.is_set() and leading(),
         authenticate=authenticator,
         serving=leading,
+        extra_routes=metrics.install,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -192,10 +202,12 @@ async def run(
     cron_timers = asyncio.create_task(cron.run(), name="cron")
     keeper = None
     if elector is not None:
-        keeper = asyncio.create_task(_keep_leading(elector, stop, timers), name="leader")
+        keeper = asyncio.create_task(
+            _keep_leading(elector, stop, timers, cron_timers), name="leader"
+        )
     try:
         await kopf.operator(
-            registry=build_registry(engine, connection, cron),
+            registry=build_registry(engine, connection, cron, metrics),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
