@@ -58,3 +58,25 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
         for source in sources.split():
             assert any(source == a or source.startswith(a + "/") for a in allowed), source
             assert (ROOT / source).exists(), source
+
+
+def test_constraints_pin_every_runtime_dependency() -> None:
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pinned = {
+        canonicalize_name(line.split("==")[0])
+        for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    direct = {
+        canonicalize_name(Requirement(raw).name)
+        for raw in distribution("taskmill").requires or []
+        if not Requirement(raw).marker
+    }
+    missing = direct - pinned
+    assert not missing, (
+        f"not pinned in docker/constraints.txt: {sorted(missing)}; run hack/update-constraints.sh"
+    )
