@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import time
@@ -32,6 +33,7 @@ from taskmill.controller.status_writer import StatusPatch, StatusWriter
 from taskmill.dispatch import transitions
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import Clock, WallClock, to_datetime, to_timestamp
+from taskmill.dispatch.dependencies import DependencyState, evaluate, find_cycle
 from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseBook, LeaseInfo
@@ -51,6 +53,7 @@ from taskmill.models.task import (
     DEFAULT_QUEUE,
     PAYLOAD_MAX_BYTES,
     RESULT_MAX_BYTES,
+    RETRY_ANNOTATION,
     AttemptOutcome,
     Phase,
     Reason,
@@ -59,6 +62,10 @@ from taskmill.models.task import (
 from taskmill.models.taskqueue import TaskQueueSpec
 
 log = logging.getLogger(__name__)
+
+#: After start-up, how long a dependency that is not listed yet is not yet
+#: called missing: the initial list may simply not have reached it.
+STARTUP_SETTLE_SECONDS = 5.0
 
 
 class LeaseConflict(Exception):
@@ -144,8 +151,14 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: TaskQueues by (namespace, name), read live from their watch.
         self.queues: dict[tuple[str, str], TaskQueueSpec] = {}
-        #: Tasks set aside because their queue is missing or paused.
+        #: Tasks set aside because their queue is missing.
         self._parked: dict[tuple[str, str], set[TaskKey]] = {}
+        #: Dependency -> the Tasks waiting for it to end.
+        self._dependents: dict[TaskKey, set[TaskKey]] = {}
+        #: (time, key, uid) heaps: active deadlines, and TTL deletions.
+        self._deadlines: list[tuple[float, TaskKey, str]] = []
+        self._expiries: list[tuple[float, TaskKey, str]] = []
+        self._timed: dict[tuple[str, TaskKey, str], float] = {}
 
     # ------------------------------------------------------------------ watch
 
@@ -179,6 +192,8 @@ class Engine:
         record = TaskRecord(key=key, uid=uid, resource_version=rv, task=task, body=body)
         self.records[key] = record
         self._schedule(record)
+        if known is None:
+            self._wake_dependents(key)  # it may be a dependency others wait for
 
     async def load_queues(self, namespaces: tuple[str, ...]) -> None:
         """List TaskQueues before Tasks are watched, so no Task is wrongly
@@ -235,13 +250,18 @@ class Engine:
 
     def _schedule(self, record: TaskRecord) -> None:
         key, task, status = record.key, record.task, record.status
+        if self._retry_requested(record):
+            return
         if status.phase.is_finished:
             self.dispatcher.discard(key)
             self._end_lease_of(key)
+            self._on_finished(record)
             return
         if task.spec.cancel or task.metadata.deletion_timestamp is not None:
             self.dispatcher.discard(key)
             self._spawn(self._cancel(record))
+            return
+        if self._past_deadline(record):
             return
         if status.phase == Phase.RUNNING:
             self.dispatcher.discard(key)
@@ -259,6 +279,8 @@ class Engine:
         if payload is not None and len(orjson.dumps(payload)) > PAYLOAD_MAX_BYTES:
             message = f"payload is larger than {PAYLOAD_MAX_BYTES} bytes; use payloadFrom"
             self._spawn(self._mark_dead(record, Reason.PAYLOAD_TOO_LARGE, message))
+            return
+        if task.spec.depends_on and status.attempts == 0 and not self._dependencies_met(record):
             return
         queue = self._queue_of(record)
         if queue is None:
@@ -298,6 +320,134 @@ class Engine:
             now,
         )
         self._changed.set()
+
+    def _retry_requested(self, record: TaskRecord) -> bool:
+        """Act on a new ``taskmill.dev/retry`` value; True when the Task restarts."""
+        value = record.task.metadata.annotations.get(RETRY_ANNOTATION)
+        status = record.status
+        if value is None or value == status.observed_retry:
+            return False
+        if not value.strip() or len(value) > 253:
+            message = f"{RETRY_ANNOTATION} must be a new, non-empty value of at most 253 characters"
+            reason = Reason.INVALID_ANNOTATION
+        elif status.phase != Phase.DEAD:
+            message = f"only a Dead Task is retried; this one is {status.phase.value}"
+            reason = Reason.RETRY_IGNORED
+        else:
+            self.dispatcher.discard(record.key)
+            message = f"retried ({RETRY_ANNOTATION}={value})"
+            patch = transitions.retried(status, value)
+            self._spawn(self._write_and_warn(record, patch, Reason.RETRIED, message, warn=False))
+            return True
+        # Remember the value either way, so it is reported once and never acted on later.
+        self._spawn(self._write_and_warn(record, {"observedRetry": value}, reason, message))
+        return False
+
+    def _past_deadline(self, record: TaskRecord) -> bool:
+        """Dead with DeadlineExceeded once ``activeDeadlineSeconds`` has passed;
+        otherwise make sure a timer looks again then."""
+        seconds = record.task.spec.active_deadline_seconds
+        created = record.task.metadata.creation_timestamp
+        if seconds is None or created is None:
+            return False
+        deadline = to_timestamp(created) + seconds
+        if self.clock.now() < deadline:
+            self._at(self._deadlines, "deadline", deadline, record)
+            return False
+        self.dispatcher.discard(record.key)
+        lease = self._end_lease_of(record.key)
+        if lease is not None:  # the running attempt learns it from its next heartbeat
+            self._cancelled[lease.id] = self.clock.now() + lease.lease_seconds
+        message = f"activeDeadlineSeconds ({seconds}s) passed"
+        self._spawn(self._mark_dead(record, Reason.DEADLINE_EXCEEDED, message))
+        return True
+
+    def _on_finished(self, record: TaskRecord) -> None:
+        ttl = record.task.spec.ttl_seconds_after_finished
+        finished_at = record.status.finished_at
+        if ttl is not None:
+            at = to_timestamp(finished_at) + ttl if finished_at else self.clock.now() + ttl
+            self._at(self._expiries, "ttl", at, record)
+        self._wake_dependents(record.key)
+
+    def _wake_dependents(self, key: TaskKey) -> None:
+        for dependent in sorted(self._dependents.pop(key, ())):
+            record = self.records.get(dependent)
+            if record is not None:
+                self._schedule(record)
+
+    def _dependencies_met(self, record: TaskRecord) -> bool:
+        """Whether every dependency holds; if not, wait for them (saying so) or
+        go Dead when one never can, or when they form a cycle."""
+        namespace = record.key[0]
+        waiting: list[str] = []
+        missing: list[str] = []
+        for dependency in record.task.spec.depends_on or []:
+            other = self.records.get((namespace, dependency.name))
+            state = evaluate(dependency.condition, other.status.phase if other else None)
+            if state is DependencyState.IMPOSSIBLE:
+                assert other is not None
+                message = (
+                    f"dependency {dependency.name!r} ended {other.status.phase.value}, "
+                    f"not {dependency.condition.value}"
+                )
+                self._spawn(self._mark_dead(record, Reason.DEPENDENCY_FAILED, message))
+                return False
+            if state is DependencyState.WAITING:
+                waiting.append(dependency.name)
+            elif state is DependencyState.MISSING:
+                missing.append(dependency.name)
+        if not waiting and not missing:
+            return True
+        self.dispatcher.discard(record.key)
+        for name in waiting + missing:
+            self._dependents.setdefault((namespace, name), set()).add(record.key)
+        cycle = find_cycle(
+            record.key[1], lambda name: self._unfinished_dependencies(namespace, name)
+        )
+        if cycle is not None:
+            message = "dependency cycle: " + " → ".join(cycle)
+            self._spawn(self._mark_dead(record, Reason.DEPENDENCY_CYCLE, message))
+            return False
+        if missing and time.monotonic() - self._started < STARTUP_SETTLE_SECONDS:
+            return False  # at start-up the missing ones may simply not be listed yet
+        parts = []
+        if waiting:
+            parts.append("waiting for " + ", ".join(sorted(waiting)))
+        if missing:
+            parts.append("no such Task: " + ", ".join(sorted(missing)))
+        message = "; ".join(parts)
+        status = record.status
+        if status.reason != Reason.DEPENDENCIES or status.message != message:
+            self._spawn(
+                self._write_quietly(record, transitions.waiting(Reason.DEPENDENCIES, message))
+            )
+        return False
+
+    def _unfinished_dependencies(self, namespace: str, name: str) -> list[str]:
+        record = self.records.get((namespace, name))
+        if record is None or record.status.phase.is_finished:
+            return []
+        return [
+            d.name
+            for d in record.task.spec.depends_on or []
+            if (other := self.records.get((namespace, d.name))) is not None
+            and not other.status.phase.is_finished
+        ]
+
+    async def _delete_expired(self, key: TaskKey, uid: str) -> None:
+        """TTL: delete a finished Task, only if it is still the same object."""
+        try:
+            await self.client.delete(
+                path(Task.RESOURCE_PLURAL, *key),
+                {"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
+            )
+            log.info("deleted %s/%s: ttlSecondsAfterFinished passed", *key)
+        except ApiError as exc:
+            if not (exc.is_not_found or exc.is_conflict):
+                log.warning("could not delete expired %s/%s: %s", *key, exc)
+        except (OSError, TimeoutError) as exc:
+            log.warning("could not delete expired %s/%s: %s", *key, exc)
 
     def _restore_lease(self, record: TaskRecord) -> None:
         """A Task found Running at start-up keeps its lease; its worker has one
@@ -407,6 +557,7 @@ class Engine:
                 item.key[1],
                 record.resource_version,
                 transitions.leased(record.task.status, lease),
+                record.task.metadata.generation,
             )
         except ApiError as exc:
             self._end_lease(lease.id)
@@ -553,7 +704,11 @@ class Engine:
                 raise LeaseConflict(lease.id)
             try:
                 updated = await self.writer.write(
-                    namespace, name, task.metadata.resource_version, make_patch(task.status)
+                    namespace,
+                    name,
+                    task.metadata.resource_version,
+                    make_patch(task.status),
+                    task.metadata.generation,
                 )
             except ApiError as exc:
                 if exc.is_not_found:
@@ -591,7 +746,9 @@ class Engine:
 
     async def _write_quietly(self, record: TaskRecord, patch: StatusPatch) -> bool:
         try:
-            updated = await self.writer.write(*record.key, record.resource_version, patch)
+            updated = await self.writer.write(
+                *record.key, record.resource_version, patch, record.task.metadata.generation
+            )
         except ApiError as exc:
             if not (exc.is_conflict or exc.is_not_found):
                 log.warning("status write for %s/%s failed: %s", *record.key, exc)
@@ -660,12 +817,45 @@ class Engine:
             for lease_id, until in list(self._cancelled.items()):
                 if until < now:
                     del self._cancelled[lease_id]
+            self._due(self._deadlines, now, self._recheck_deadline)
+            self._due(self._expiries, now, self._expire_task)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + 5.0
                 self._mark_unwanted()
             next_expiry = self.leases.next_expiry()
             delay = 1.0 if next_expiry is None else min(1.0, max(0.01, next_expiry - now))
             await asyncio.sleep(delay)
+
+    def _at(
+        self, heap: list[tuple[float, TaskKey, str]], kind: str, when: float, record: TaskRecord
+    ) -> None:
+        """Schedule a timer for the record, once per (kind, Task, time)."""
+        marker = (kind, record.key, record.uid)
+        if self._timed.get(marker) != when:
+            self._timed[marker] = when
+            heapq.heappush(heap, (when, record.key, record.uid))
+
+    def _due(
+        self,
+        heap: list[tuple[float, TaskKey, str]],
+        now: float,
+        act: Callable[[TaskRecord], None],
+    ) -> None:
+        while heap and heap[0][0] <= now:
+            _, key, uid = heapq.heappop(heap)
+            for kind in ("deadline", "ttl"):
+                self._timed.pop((kind, key, uid), None)
+            record = self.records.get(key)
+            if record is not None and record.uid == uid:
+                act(record)
+
+    def _recheck_deadline(self, record: TaskRecord) -> None:
+        if not record.status.phase.is_finished:
+            self._past_deadline(record)
+
+    def _expire_task(self, record: TaskRecord) -> None:
+        if record.status.phase.is_finished:
+            self._spawn(self._delete_expired(record.key, record.uid))
 
     async def _expire(self, lease: LeaseInfo) -> None:
         self.stats.expired += 1

@@ -42,13 +42,20 @@ class StatusWriter:
         self.conflicts = 0
 
     async def write(
-        self, namespace: str, name: str, resource_version: str, patch: StatusPatch
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        patch: StatusPatch,
+        generation: int | None = None,
     ) -> dict[str, Any]:
         """Merge ``patch`` into the Task's status if it is still at ``resource_version``.
 
         Returns the updated object. Raises :class:`ApiError` (409 on a stale
         version, 404 when the Task is gone).
         """
+        if generation is not None:
+            patch = {**patch, "observedGeneration": generation}
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         async with self._slots:
             self.writes += 1

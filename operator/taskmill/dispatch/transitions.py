@@ -23,6 +23,7 @@ from taskmill.models.task import (
     CONDITION_FAILED,
     HISTORY_LIMIT,
     MESSAGE_MAX_CHARS,
+    RETRY_ANNOTATION,
     TRACEBACK_MAX_CHARS,
     Attempt,
     AttemptOutcome,
@@ -131,6 +132,23 @@ def released(status: TaskStatus | None, lease: LeaseInfo, now: float) -> StatusP
     }
 
 
+def retried(status: TaskStatus | None, value: str) -> StatusPatch:
+    """A Dead Task retried by its annotation: attempts start again; its history
+    and last error stay for the record."""
+    kept = [c for c in (status.conditions or [])] if status else []
+    return {
+        "phase": Phase.PENDING.value,
+        "attempts": 0,
+        "reason": Reason.RETRIED.value,
+        "message": truncate(f"retried: {RETRY_ANNOTATION}={value}", MESSAGE_MAX_CHARS),
+        "observedRetry": value,
+        "nextAttemptAt": None,
+        "finishedAt": None,
+        "lease": None,
+        "conditions": [_dump_condition(c) for c in kept if c.type != CONDITION_FAILED] or None,
+    }
+
+
 def dead(status: TaskStatus | None, reason: Reason, message: str, now: float) -> StatusPatch:
     """Dead without an attempt running (bad input, deadline, failed dependency)."""
     return _dead(status, reason, message, now) | {"lease": None}
@@ -204,13 +222,12 @@ def _conditions(
         message=message,
         last_transition_time=transition,
     )
-    out = []
-    for condition in current.values():
-        data = condition.to_api()
-        if condition.last_transition_time is not None:
-            # metav1.Condition keeps whole seconds.
-            data["lastTransitionTime"] = condition.last_transition_time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ"
-            )
-        out.append(data)
-    return out
+    return [_dump_condition(condition) for condition in current.values()]
+
+
+def _dump_condition(condition: Condition) -> dict[str, Any]:
+    data = condition.to_api()
+    if condition.last_transition_time is not None:
+        # metav1.Condition keeps whole seconds.
+        data["lastTransitionTime"] = condition.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return data
