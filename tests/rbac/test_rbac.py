@@ -293,3 +293,47 @@ def test_a_leader_that_loses_the_lease_stops_and_exits_non_zero(stack: Stack) ->
     assert not operator.alive(), stack.logs()
     assert operator.popen.returncode not in (0, None)
     assert "lost the leader Lease" in operator.log_tail(), stack.logs()
+
+
+def test_crontasks_fire_under_the_operator_role(stack: Stack) -> None:
+    plane, ns = stack.plane, stack.namespace
+    operator, url = stack.start_operator("operator-0")
+    wait_until_ready(f"{url}/readyz", operator, 60)
+    stack.start_worker("worker-0", url)
+    apply(
+        plane,
+        ns,
+        {
+            "apiVersion": "taskmill.dev/v1alpha1",
+            "kind": "CronTask",
+            "metadata": {"name": "tick"},
+            "spec": {"schedule": "@every 2s", "taskTemplate": {"spec": {"type": "echo"}}},
+        },
+    )
+    deadline = time.monotonic() + 60
+    succeeded: list[str] = []
+    while not succeeded and time.monotonic() < deadline:
+        children = json.loads(
+            plane.kubectl(
+                "get",
+                "-n",
+                ns,
+                "tasks.taskmill.dev",
+                "-l",
+                "taskmill.dev/crontask=tick",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        succeeded = [
+            c["metadata"]["name"]
+            for c in children
+            if (c.get("status") or {}).get("phase") == "Succeeded"
+        ]
+        time.sleep(0.2)
+    assert succeeded, stack.logs()
+    crontask = json.loads(
+        plane.kubectl("get", "-n", ns, "crontasks.taskmill.dev", "tick", "-o", "json").stdout
+    )
+    assert crontask["status"]["lastScheduleTime"], crontask
+    assert "403" not in operator.log_tail(200), stack.logs()

@@ -12,6 +12,12 @@
 - apiGroups: [taskmill.dev]
   resources: [crontasks, taskqueues]
   verbs: [get, list, watch]
+# CronTask children carry an ownerReference with blockOwnerDeletion, which
+# clusters enforcing OwnerReferencesPermissionEnforcement only allow to
+# those who may update the owner's finalizers.
+- apiGroups: [taskmill.dev]
+  resources: [crontasks/finalizers]
+  verbs: [update]
 # Warning Events on Tasks (rate-limited by the operator).
 - apiGroups: [""]
   resources: [events]
