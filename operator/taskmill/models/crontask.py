@@ -9,6 +9,27 @@ so deleting the CronTask deletes them. After downtime, missed slots within
 
 The operator writes only ``status``; spec and metadata stay exactly as applied,
 so ``kubectl diff`` and Argo CD / Flux see no drift.
+
+Child Tasks (the contract; :mod:`taskmill.controller.cron` implements it):
+
+- name ``<crontask>-<slot>``, where ``<slot>`` is the slot time in whole Unix
+  seconds (``nightly-1795827600``). A CronTask name too long to leave room
+  for the suffix within a DNS subdomain's 253 characters is cut and given
+  ``-<8 hex of sha256(name)>``, so the name stays valid and unique.
+- labels: ``taskTemplate.metadata.labels`` plus ``taskmill.dev/crontask=<name>``
+  (cut and hashed the same way beyond a label value's 63 characters);
+  annotations: the template's plus ``taskmill.dev/scheduled-at=<RFC 3339 UTC>``.
+- an ownerReference to the CronTask with ``controller: true`` and
+  ``blockOwnerDeletion: true``.
+- ``concurrencyPolicy``: ``Forbid`` skips a slot while a child is not
+  finished; ``Replace`` sets ``spec.cancel: true`` on running children, then
+  creates the new one. Finished children beyond the history limits are
+  deleted, oldest first (``Dead`` and ``Cancelled`` count as failed).
+
+Schedules are evaluated by :mod:`taskmill.dispatch.schedule` (daylight-saving
+rules there); a schedule or time zone the CRD pattern lets through but that
+cannot be used sets ``ScheduleValid=False`` (``InvalidSchedule`` /
+``InvalidTimeZone``) and one Warning Event per generation.
 """
 
 from __future__ import annotations
