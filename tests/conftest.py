@@ -9,11 +9,13 @@ in its own namespace.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
+from taskmill.testing.stack import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,18 +28,55 @@ def crds(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
+@dataclass
+class OperatorHandle:
+    """The session's operator process, which a test may crash and restart."""
+
+    plane: ControlPlane
+    log_dir: Path
+    process: Process
+    url: str
+    restarts: int = 0
+
+    def restart(self, *, crash: bool) -> None:
+        """Stop (``kill -9`` when ``crash``) and start again on the same port."""
+        from taskmill.testing.stack import start_operator
+
+        if crash:
+            self.process.kill()
+        else:
+            self.process.stop()
+        self.restarts += 1
+        port = int(self.url.rsplit(":", 1)[1])
+        self.process, self.url = start_operator(
+            self.plane,
+            self.log_dir / f"operator-{self.restarts}.log",
+            port=port,
+            extra_args=OPERATOR_ARGS,
+        )
+
+
+OPERATOR_ARGS = ["--no-worker-after-seconds", "2"]
+
+
 @pytest.fixture(scope="session")
-def operator(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running ``taskmill operator``; yields its lease API URL."""
+def operator_handle(
+    crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorHandle]:
     from taskmill.testing.stack import start_operator
 
     logs = tmp_path_factory.mktemp("operator")
-    process, url = start_operator(
-        crds, logs / "operator.log", extra_args=["--no-worker-after-seconds", "2"]
-    )
-    yield url
-    code = process.stop()
-    assert code == 0, f"operator exited with {code}:\n{process.log_tail()}"
+    process, url = start_operator(crds, logs / "operator.log", extra_args=OPERATOR_ARGS)
+    handle = OperatorHandle(crds, logs, process, url)
+    yield handle
+    code = handle.process.stop()
+    assert code == 0, f"operator exited with {code}:\n{handle.process.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def operator(operator_handle: OperatorHandle) -> str:
+    """A running ``taskmill operator``; its lease API URL."""
+    return operator_handle.url
 
 
 @pytest.fixture(scope="session")

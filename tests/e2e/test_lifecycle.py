@@ -13,6 +13,7 @@ import pytest
 
 from taskmill.testing.controlplane import ControlPlane
 from taskmill.testing.stack import start_worker
+from tests.conftest import OperatorHandle
 from tests.e2e.helpers import apply, get, task, wait_phase
 
 pytestmark = pytest.mark.integration
@@ -214,3 +215,20 @@ def test_a_killed_workers_task_runs_again_after_its_lease_expires(
     status: dict[str, Any] = done["status"]
     assert [h["outcome"] for h in status["history"]] == ["LeaseExpired", "Succeeded"]
     assert status["result"] == {"attempt": 2}
+
+
+def test_an_operator_crash_neither_loses_nor_repeats_work(
+    crds: ControlPlane, worker: str, operator_handle: OperatorHandle, namespace: str
+) -> None:
+    apply(crds, namespace, task("in-flight", "sleep", payload={"seconds": 3}))
+    wait_phase(crds, namespace, "in-flight", "Running")
+
+    operator_handle.restart(crash=True)
+    apply(crds, namespace, task("after", "echo", payload={"n": 1}))
+
+    running = wait_phase(crds, namespace, "in-flight", "Succeeded")
+    after = wait_phase(crds, namespace, "after", "Succeeded")
+    # The running attempt kept its lease across the restart: one attempt, not two.
+    assert running["status"]["attempts"] == 1
+    assert [h["outcome"] for h in running["status"]["history"]] == ["Succeeded"]
+    assert after["status"]["attempts"] == 1
