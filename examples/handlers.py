@@ -40,3 +40,19 @@ async def sleep(payload: dict[str, Any], ctx: taskmill.HandlerContext) -> dict[s
 @taskmill.handler("noop")
 def noop(payload: dict[str, Any]) -> None:
     """Do nothing: the benchmarks' workload."""
+
+
+@taskmill.handler("sync_sleep")
+def sync_sleep(payload: dict[str, Any], ctx: taskmill.HandlerContext) -> dict[str, Any]:
+    """Sleep ``seconds`` in a thread, stopping early when told to (timeout or
+    cancel): sync handlers cannot be interrupted, so they watch ``ctx.cancelled``."""
+    stopped = ctx.cancelled.wait(float(payload.get("seconds", 1)))
+    return {"stopped": stopped, "attempt": ctx.attempt}
+
+
+@taskmill.handler("retry_later")
+def retry_later(payload: dict[str, Any], ctx: taskmill.HandlerContext) -> dict[str, Any]:
+    """Ask for a retry after ``delay`` seconds (default 2) on the first attempt only."""
+    if ctx.attempt == 1:
+        raise taskmill.Retry("not yet", delay_seconds=float(payload.get("delay", 2)))
+    return {"attempt": ctx.attempt}

@@ -14,7 +14,17 @@ Layers import one way only (enforced by ``tests/test_layers.py``)::
 The names a handler author needs are re-exported here.
 """
 
+from taskmill.client import AsyncClient, Client, TaskCancelled, TaskDead
 from taskmill.worker.registry import Fail, HandlerContext, Retry, handler
 
-__all__ = ["Fail", "HandlerContext", "Retry", "handler"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "Fail",
+    "HandlerContext",
+    "Retry",
+    "TaskCancelled",
+    "TaskDead",
+    "handler",
+]
 __version__ = "0.1.0"
