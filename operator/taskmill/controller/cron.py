@@ -115,6 +115,8 @@ class Record:
     armed: float | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     warned_generation: int | None = None
+    #: Why the schedule cannot be used, while it cannot.
+    error: schedules.ScheduleError | None = None
 
 
 class CronController:
@@ -166,11 +168,10 @@ class CronController:
                 record.last_slot = max(record.last_slot, to_timestamp(status_last))
         try:
             record.schedule = schedules.parse(crontask.spec.schedule, crontask.spec.time_zone)
+            record.error = None
         except schedules.ScheduleError as exc:
             record.schedule = None
-            record.armed = None
-            self._spawn(self._report_invalid(record, exc))
-            return
+            record.error = exc
         self._arm(record)
         self._spawn(self._sync_status(record))
 
@@ -222,6 +223,7 @@ class CronController:
         for record in self._records.values():
             record.armed = None
             self._arm(record)
+            self._spawn(self._sync_status(record))
         try:
             while True:
                 self._wake.clear()
@@ -385,6 +387,8 @@ class CronController:
             log.warning("CronTask %s/%s: cannot cancel %s: %s", *record.key, child.name, exc)
 
     async def _after_child_change(self, record: Record) -> None:
+        if not self._running:
+            return
         async with record.lock:
             await self._prune(record)
             await self._write_status(record)
@@ -437,7 +441,10 @@ class CronController:
         children = self._children.get((record.key[0], crontask.metadata.uid), {})
         active = self._active(record)
         status["active"] = [{"name": c.name, "uid": c.uid} for c in active] or None
-        succeeded = [c.slot for c in children.values() if c.phase is Phase.SUCCEEDED]
+        # Like CronJob's: when the newest successful child finished.
+        succeeded = [
+            c.finished_at or c.slot for c in children.values() if c.phase is Phase.SUCCEEDED
+        ]
         if succeeded:
             newest = iso(max(succeeded))
             if newest > (current.get("lastSuccessfulTime") or ""):
@@ -447,25 +454,35 @@ class CronController:
             status["nextScheduleTime"] = iso(when)
         else:
             status["nextScheduleTime"] = None
+        error = record.error
+        valid = ("False", str(error.reason), error.message) if error else ("True", "Valid", "")
         status["conditions"] = [
-            _condition(current, crontask, CONDITION_SCHEDULE_VALID, "True", "Valid", "", self.clock)
+            _condition(current, crontask, CONDITION_SCHEDULE_VALID, *valid, self.clock)
         ]
         return status
 
     async def _sync_status(self, record: Record) -> None:
+        if not self._running:
+            return  # not leading: the leader writes status
         async with record.lock:
+            error, crontask = record.error, record.crontask
+            # One Warning per generation: the schedule is read again only when
+            # the spec changes, so there is nothing to retry.
+            if (
+                error is not None
+                and crontask is not None
+                and record.warned_generation != crontask.metadata.generation
+            ):
+                record.warned_generation = crontask.metadata.generation
+                log.warning("CronTask %s/%s: %s", *record.key, error.message)
+                await self._events.record(record.body, "Warning", error.reason, error.message)
             await self._write_status(record)
 
-    async def _write_status(
-        self,
-        record: Record,
-        last_schedule: float | None = None,
-        *,
-        status: dict[str, Any] | None = None,
-    ) -> None:
+    async def _write_status(self, record: Record, last_schedule: float | None = None) -> None:
+        """Merge what changed into ``status``, with a resourceVersion precondition."""
         if record.crontask is None:
             return
-        desired = status if status is not None else self._desired_status(record, last_schedule)
+        desired = self._desired_status(record, last_schedule)
         for _ in range(3):
             current = record.body.get("status") or {}
             patch = {k: v for k, v in desired.items() if current.get(k) != v}
@@ -499,34 +516,6 @@ class CronController:
                 return
             record.body = updated
             return
-
-    async def _report_invalid(self, record: Record, error: schedules.ScheduleError) -> None:
-        async with record.lock:
-            crontask = record.crontask
-            if crontask is None:
-                return
-            generation = crontask.metadata.generation
-            if record.warned_generation != generation:
-                record.warned_generation = generation
-                log.warning("CronTask %s/%s: %s", *record.key, error.message)
-                await self._events.record(record.body, "Warning", error.reason, error.message)
-            current = record.body.get("status") or {}
-            status = {
-                "observedGeneration": generation,
-                "nextScheduleTime": None,
-                "conditions": [
-                    _condition(
-                        current,
-                        crontask,
-                        CONDITION_SCHEDULE_VALID,
-                        "False",
-                        str(error.reason),
-                        error.message,
-                        self.clock,
-                    )
-                ],
-            }
-            await self._write_status(record, status=status)
 
     # -- helpers -----------------------------------------------------------
 
