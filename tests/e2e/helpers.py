@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from taskmill.testing.controlplane import ControlPlane
@@ -52,16 +53,30 @@ def wait_phase(
     return get(plane, namespace, name)
 
 
-def warning_reasons(plane: ControlPlane, namespace: str, name: str) -> list[str]:
-    """Reasons of the Warning Events about the named object."""
-    listed = plane.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    return [e["reason"] for e in json.loads(listed)["items"] if e["type"] == "Warning"]
+def warning_reasons(
+    plane: ControlPlane,
+    namespace: str,
+    name: str,
+    *,
+    expect: str | None = None,
+    timeout: float = 30,
+) -> list[str]:
+    """Reasons of the Warning Events about the named object. With ``expect``,
+    wait (polling with a deadline) until that reason is among them: an Event is
+    posted just after the status write that a test usually waits on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = plane.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        ).stdout
+        reasons = [e["reason"] for e in json.loads(listed)["items"] if e["type"] == "Warning"]
+        if expect is None or expect in reasons or time.monotonic() > deadline:
+            return reasons
+        time.sleep(0.2)

@@ -57,6 +57,9 @@ def test_failing_task_is_dead_after_max_attempts(
     assert "RuntimeError: boom" in status["lastError"]["traceback"]
     assert [h["outcome"] for h in status["history"]] == ["Failed", "Failed"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {"Failed": "True"}
+    assert "AttemptsExhausted" in warning_reasons(
+        crds, namespace, "fail-1", expect="AttemptsExhausted"
+    )
 
 
 def test_a_new_task_reads_pending_before_the_operator_writes(
@@ -81,7 +84,7 @@ def test_oversized_payload_is_dead_with_a_reason_and_a_warning_event(
     wait_phase(crds, namespace, "small", "Succeeded")  # dispatch goes on
 
     assert dead["status"]["reason"] == "PayloadTooLarge"
-    assert warning_reasons(crds, namespace, "big") == ["PayloadTooLarge"]
+    assert warning_reasons(crds, namespace, "big", expect="PayloadTooLarge") == ["PayloadTooLarge"]
 
 
 def test_the_operator_writes_status_only_and_exactly_twice(

@@ -32,7 +32,7 @@ def test_a_task_waits_for_a_missing_queue_and_starts_when_it_appears(
     waiting = wait_phase(crds, namespace, "early", "Waiting")
     assert waiting["status"]["reason"] == "QueueNotFound"
     assert "reports" in waiting["status"]["message"]
-    assert "QueueNotFound" in warning_reasons(crds, namespace, "early")
+    assert "QueueNotFound" in warning_reasons(crds, namespace, "early", expect="QueueNotFound")
 
     apply(crds, namespace, queue("reports"))
 

@@ -722,8 +722,22 @@ class Engine:
             record = self.records.get(lease.key)
             if record is not None and record.uid == lease.uid:
                 self._adopt(record, updated)
+            await self._announce_end(updated)
             return
         raise LeaseConflict(lease.id)
+
+    async def _announce_end(self, body: dict[str, Any]) -> None:
+        """An Event for an attempt's end that people should see: Dead, or a retry
+        after an expired lease. Successes are counted in metrics, not posted."""
+        status = body.get("status") or {}
+        last = (status.get("history") or [{}])[-1]
+        if status.get("phase") == Phase.DEAD.value:
+            self.stats.dead += 1
+            reason = status.get("reason", Reason.ATTEMPTS_EXHAUSTED.value)
+            await self.events.record(body, "Warning", reason, status.get("message", ""))
+        elif last.get("outcome") == AttemptOutcome.LEASE_EXPIRED.value:
+            message = f"attempt {last.get('attempt')} lost its lease: {last.get('message', '')}"
+            await self.events.record(body, "Warning", Reason.LEASE_EXPIRED.value, message)
 
     # ------------------------------------------------------------------ writes
 
