@@ -67,6 +67,14 @@ def children(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, A
     return sorted(items, key=slot)
 
 
+def at_least(
+    plane: ControlPlane, namespace: str, name: str, count: int
+) -> list[dict[str, Any]] | None:
+    """The children once there are ``count`` of them (for :func:`wait_until`)."""
+    kids = children(plane, namespace, name)
+    return kids if len(kids) >= count else None
+
+
 def slot(child: dict[str, Any]) -> int:
     return int(child["metadata"]["name"].rsplit("-", 1)[1])
 
@@ -119,9 +127,7 @@ def test_every_2s_fires_distinct_owned_children_and_suspend_stops_it(
     manifest = crontask("tick", "@every 2s", successfulTasksHistoryLimit=20)
     apply(crds, namespace, manifest)
 
-    found = wait_until(
-        lambda: len(c := children(crds, namespace, "tick")) >= 4 and c, "4 children", timeout=30
-    )
+    found = wait_until(lambda: at_least(crds, namespace, "tick", 4), "4 children", timeout=30)
     suspend(crds, namespace, manifest)
 
     owner = get_crontask(crds, namespace, "tick")
@@ -220,9 +226,7 @@ def test_forbid_skips_slots_while_a_child_runs(
 
     done = wait_until(only_first_until_it_finishes, "the first child to finish", timeout=30)
     finished_at = dt.datetime.fromisoformat(done["status"]["finishedAt"]).timestamp()
-    second = wait_until(
-        lambda: len(c := children(crds, namespace, "lonely")) >= 2 and c[1], "a second child"
-    )
+    second = wait_until(lambda: at_least(crds, namespace, "lonely", 2), "a second child")[1]
     assert slot(second) >= int(finished_at) - 2, "a slot fired during the first child's run"
     assert slot(second) - slot(first) >= 4
 

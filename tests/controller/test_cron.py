@@ -1,0 +1,227 @@
+"""CronController against a fake API with a fake clock: catch-up after a
+restart, the starting deadline, duplicate slots, Forbid, bad schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from taskmill.controller.cron import CronController
+from taskmill.controller.events import EventRecorder
+from taskmill.dispatch.clock import FakeClock
+from taskmill.dispatch.transitions import iso
+from taskmill.kube.client import ApiError, KubeClient
+
+pytestmark = pytest.mark.asyncio
+
+NOW = 1_700_000_105.0  # @every 10s slots fall on ...080, ...090, ...100, ...110
+CRON_URL = "/apis/taskmill.dev/v1alpha1/namespaces/ns/crontasks/nightly"
+
+
+class FakeApi:
+    """Records writes; answers like the API server would."""
+
+    def __init__(self, crontask: dict[str, Any]) -> None:
+        self.crontask = crontask
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.creates: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self.status_patches: list[dict[str, Any]] = []
+
+    async def create(self, url: str, body: dict[str, Any]) -> Any:
+        if url.endswith("/events"):
+            self.events.append(body)
+            return body
+        name = body["metadata"]["name"]
+        self.creates.append(name)
+        if name in self.tasks:
+            raise ApiError(409, "AlreadyExists", f"{name} exists")
+        created = copy.deepcopy(body)
+        created["metadata"]["uid"] = f"uid-{name}"
+        self.tasks[name] = created
+        return created
+
+    async def merge_patch(self, url: str, patch: dict[str, Any]) -> Any:
+        assert url == CRON_URL + "/status", url
+        assert patch["metadata"]["resourceVersion"] == self.crontask["metadata"]["resourceVersion"]
+        self.status_patches.append(patch["status"])
+        status = self.crontask.setdefault("status", {})
+        for key, value in patch["status"].items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        meta = self.crontask["metadata"]
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        return copy.deepcopy(self.crontask)
+
+    async def get(self, url: str) -> Any:
+        return copy.deepcopy(self.crontask)
+
+    async def delete(self, url: str, body: Any = None) -> Any:
+        return None
+
+
+def crontask(schedule: str = "@every 10s", **spec: Any) -> dict[str, Any]:
+    status = spec.pop("status", {})
+    return {
+        "apiVersion": "taskmill.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {
+            "name": "nightly",
+            "namespace": "ns",
+            "uid": "cron-uid",
+            "resourceVersion": "7",
+            "generation": 1,
+            "creationTimestamp": "2023-11-14T22:00:00Z",
+        },
+        "spec": {"schedule": schedule, "taskTemplate": {"spec": {"type": "echo"}}, **spec},
+        "status": status,
+    }
+
+
+async def until(condition: Callable[[], bool], within_seconds: float = 5) -> None:
+    """Poll ``condition`` (the fake API has no watch to wait on) with a deadline."""
+    async with asyncio.timeout(within_seconds):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def settle() -> None:
+    """Let spawned actions run to completion (no real I/O, so a few turns suffice)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def running(api: FakeApi) -> tuple[CronController, asyncio.Task[None]]:
+    client = cast(KubeClient, api)
+    controller = CronController(
+        client,
+        EventRecorder(client, per_second=100, component="test"),
+        clock=FakeClock(NOW),
+    )
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(0)
+    controller.observe("ADDED", copy.deepcopy(api.crontask))
+    return controller, task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_after_a_restart_the_newest_missed_slot_inside_the_deadline_runs_once() -> None:
+    last = iso(1_700_000_070)
+    api = FakeApi(crontask(startingDeadlineSeconds=30, status={"lastScheduleTime": last}))
+
+    _, task = await running(api)
+    await until(lambda: bool(api.creates))
+    await until(lambda: api.crontask["status"].get("lastScheduleTime") != last)
+    await settle()
+    await stop(task)
+
+    assert api.creates == ["nightly-1700000100"]
+    status = api.crontask["status"]
+    assert status["lastScheduleTime"] == iso(1_700_000_100)
+    assert status["nextScheduleTime"] == iso(1_700_000_110)
+    assert status["active"] == [{"name": "nightly-1700000100", "uid": "uid-nightly-1700000100"}]
+    child = api.tasks["nightly-1700000100"]
+    assert child["metadata"]["ownerReferences"][0]["uid"] == "cron-uid"
+    assert child["metadata"]["annotations"]["taskmill.dev/scheduled-at"] == iso(1_700_000_100)
+
+
+async def test_a_slot_older_than_the_deadline_is_skipped_with_a_warning() -> None:
+    api = FakeApi(
+        crontask(startingDeadlineSeconds=3, status={"lastScheduleTime": iso(1_700_000_070)})
+    )
+
+    _, task = await running(api)
+    await until(lambda: bool(api.events))
+    await settle()
+    await stop(task)
+
+    assert api.creates == []
+    assert [e["reason"] for e in api.events] == ["MissedSchedule"]
+    assert api.crontask["status"]["lastScheduleTime"] == iso(1_700_000_100)
+
+
+async def test_a_slot_another_replica_created_is_a_no_op() -> None:
+    api = FakeApi(crontask(status={"lastScheduleTime": iso(1_700_000_090)}))
+    api.tasks["nightly-1700000100"] = {"metadata": {"name": "nightly-1700000100"}}
+
+    _, task = await running(api)
+    await until(lambda: api.crontask["status"].get("lastScheduleTime") == iso(1_700_000_100))
+    await settle()
+    await stop(task)
+
+    assert api.creates == ["nightly-1700000100"]  # tried once, 409, not again
+    assert api.events == []
+
+
+async def test_forbid_skips_the_slot_while_a_child_is_active() -> None:
+    api = FakeApi(
+        crontask(concurrencyPolicy="Forbid", status={"lastScheduleTime": iso(1_700_000_090)})
+    )
+    client = cast(KubeClient, api)
+    controller = CronController(
+        client, EventRecorder(client, per_second=100, component="test"), clock=FakeClock(NOW)
+    )
+    controller.observe_task(
+        "ADDED",
+        {
+            "metadata": {
+                "name": "nightly-1700000090",
+                "namespace": "ns",
+                "uid": "child-uid",
+                "annotations": {"taskmill.dev/scheduled-at": iso(1_700_000_090)},
+                "ownerReferences": [
+                    {"kind": "CronTask", "name": "nightly", "uid": "cron-uid", "controller": True}
+                ],
+            },
+            "status": {"phase": "Running"},
+        },
+    )
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(0)
+    controller.observe("ADDED", copy.deepcopy(api.crontask))
+    await until(lambda: api.crontask["status"].get("lastScheduleTime") == iso(1_700_000_100))
+    await settle()
+    await stop(task)
+
+    assert api.creates == []
+    assert api.crontask["status"]["active"] == [{"name": "nightly-1700000090", "uid": "child-uid"}]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "zone", "reason"),
+    [("61 * * * *", None, "InvalidSchedule"), ("@daily", "Nowhere/Atlantis", "InvalidTimeZone")],
+)
+async def test_a_bad_schedule_is_a_condition_and_one_warning(
+    schedule: str, zone: str | None, reason: str
+) -> None:
+    spec = {"timeZone": zone} if zone else {}
+    api = FakeApi(crontask(schedule, **spec))
+
+    controller, task = await running(api)
+    await until(lambda: bool(api.crontask["status"].get("conditions")))
+    await settle()
+    # The echo of our own write changes nothing: no second write, no second Event.
+    writes = len(api.status_patches)
+    controller.observe("MODIFIED", copy.deepcopy(api.crontask))
+    await settle()
+    await stop(task)
+
+    condition = api.crontask["status"]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "ScheduleValid",
+        "False",
+        reason,
+    )
+    assert [e["reason"] for e in api.events] == [reason]
+    assert len(api.status_patches) == writes == 1
+    assert api.creates == []
