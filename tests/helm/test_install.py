@@ -54,7 +54,7 @@ def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: st
         ("serviceaccount", f"{prefix}-operator"),
         ("serviceaccount", f"{prefix}-worker"),
         ("networkpolicy", f"{prefix}-operator"),
-        ("poddisruptionbudget", f"{prefix}-operator"),
+        ("poddisruptionbudget", f"{prefix}-worker"),
         ("role", f"{prefix}-leader-election"),
     ]:
         assert exists(plane, "-n", namespace, kind, name), f"{kind}/{name} missing"

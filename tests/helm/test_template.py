@@ -201,3 +201,14 @@ def test_workers_without_handlers_are_refused() -> None:
     assert result.returncode != 0
     assert "worker.handlers" in result.stderr
     assert render("worker.enabled=false", handlers=False)
+
+
+def test_operator_rollouts_and_drains_cannot_deadlock_on_not_ready_standbys() -> None:
+    docs = render()
+    strategy = one(docs, "Deployment", "tm-taskmill-operator")["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == "100%"
+    assert not find(docs, "PodDisruptionBudget", "tm-taskmill-operator")
+    assert find(docs, "PodDisruptionBudget", "tm-taskmill-worker")
+    enabled = render("operator.podDisruptionBudget.enabled=true")
+    budget = one(enabled, "PodDisruptionBudget", "tm-taskmill-operator")
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
