@@ -34,16 +34,22 @@ def exists(plane: ControlPlane, *args: str) -> bool:
     return bool(result.stdout.strip())
 
 
-def install(plane: ControlPlane, release: str, namespace: str, *sets: str) -> None:
+def install(plane: ControlPlane, release: str, namespace: str, *sets: str) -> str:
     args = [arg for value in sets for arg in ("--set", value)]
-    helm("install", release, str(CHART), "-n", namespace, *HANDLERS, *args, plane=plane)
+    return helm(
+        "install", release, str(CHART), "-n", namespace, *HANDLERS, *args, plane=plane
+    ).stdout
 
 
 @pytest.mark.parametrize("scope", ["cluster", "namespaced"])
 def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: str) -> None:
     plane, release = crds, f"tm{scope[0]}"
-    install(plane, release, namespace, "crds.enabled=false", f"rbac.scope={scope}")
+    notes = install(plane, release, namespace, "crds.enabled=false", f"rbac.scope={scope}")
     prefix = f"{release}-taskmill"
+    # NOTES.txt tells the user the next step.
+    assert f"get lease {prefix}-leader" in notes
+    assert "kubectl wait tasks.taskmill.dev/hello" in notes
+    assert "install the Task, CronTask and TaskQueue CRDs yourself" in notes
 
     operator = get(plane, "-n", namespace, "deployment", f"{prefix}-operator")
     assert operator["spec"]["replicas"] == 2
