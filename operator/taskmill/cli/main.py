@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 import taskmill
+from taskmill.cli import dlq, stats, tasks, top
 from taskmill.cli.dev import dev
 from taskmill.cli.runtime import operator_command, worker_command
 
@@ -25,6 +26,17 @@ def plugin() -> None:
 cli.add_command(operator_command)
 cli.add_command(worker_command)
 cli.add_command(dev)
+
+# The user commands: the same set under `taskmill` and `kubectl taskmill`.
+for _group in (cli, plugin):
+    _group.add_command(tasks.submit)
+    _group.add_command(tasks.get)
+    _group.add_command(tasks.list_command)
+    _group.add_command(tasks.describe)
+    _group.add_command(tasks.cancel)
+    _group.add_command(dlq.dlq)
+    _group.add_command(stats.stats)
+    _group.add_command(top.top)
 
 
 def main() -> None:

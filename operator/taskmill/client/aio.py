@@ -305,7 +305,9 @@ class AsyncClient:
                 raise
             raise WaitTimeout(ns, name, timeout or 0, seen[0]) from None
 
-    async def _watch_until_finished(self, ns: str, name: str, seen: builtins.list[str | None]) -> Any:
+    async def _watch_until_finished(
+        self, ns: str, name: str, seen: builtins.list[str | None]
+    ) -> Any:
         while True:
             body = await self.get_raw(name, namespace=ns)
             seen[0] = (body.get("status") or {}).get("phase")
