@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -42,8 +43,14 @@ class FakeReviews:
         if known is None:
             return {"status": {"authenticated": False, "error": "invalid bearer token"}}
         user, audiences = known
+        pod_bound = body["spec"]["token"].startswith("pod")
+        extra = {"authentication.kubernetes.io/pod-name": ["worker-7f9c"]} if pod_bound else {}
         return {
-            "status": {"authenticated": True, "user": {"username": user}, "audiences": audiences}
+            "status": {
+                "authenticated": True,
+                "user": {"username": user, "extra": extra},
+                "audiences": audiences,
+            }
         }
 
 
@@ -67,6 +74,7 @@ def authenticator(reviews: FakeReviews, clock: Clock | None = None) -> TokenRevi
 
 REVIEWS = {
     "good": (WORKER, ["taskmill"]),
+    "pod-bound": (WORKER, ["taskmill"]),
     "other": ("system:serviceaccount:tm:intruder", ["taskmill"]),
     "wrong-audience": (WORKER, ["https://kubernetes.default.svc"]),
 }
@@ -74,7 +82,8 @@ REVIEWS = {
 
 async def test_an_allowed_worker_is_identified() -> None:
     auth = authenticator(FakeReviews(REVIEWS))
-    assert await auth.authenticate("Bearer good") == WORKER
+    caller = await auth.authenticate("Bearer good")
+    assert (caller.user, caller.pod) == (WORKER, None)
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic Zm9v", "Bearer ", "Bearer bogus"])
@@ -108,7 +117,7 @@ async def test_concurrent_calls_share_one_review() -> None:
     reviews = FakeReviews(REVIEWS)
     auth = authenticator(reviews)
     results = await asyncio.gather(*(auth.authenticate("Bearer good") for _ in range(10)))
-    assert results == [WORKER] * 10
+    assert [r.user for r in results] == [WORKER] * 10
     assert reviews.calls == 1
 
 
@@ -130,7 +139,7 @@ async def test_rejections_are_cached_briefly() -> None:
     assert reviews.calls == 1
     reviews.tokens["late"] = (WORKER, ["taskmill"])
     clock.now += 6
-    assert await auth.authenticate("Bearer late") == WORKER
+    assert (await auth.authenticate("Bearer late")).user == WORKER
 
 
 async def test_an_unreachable_api_server_is_unavailable_not_allowed() -> None:
@@ -145,18 +154,19 @@ class Backend:
         self.workers: list[str | None] = []
 
     async def lease(self, request: Any) -> list[Any]:
+        self.workers.append(request.worker)
         return []
 
     def heartbeat(self, request: Any, worker: str | None) -> HeartbeatResponse:
         self.workers.append(worker)
-        return HeartbeatResponse(cancelled=False)
+        return HeartbeatResponse(expires_at=datetime.now(UTC))
 
     async def complete(self, request: Any, worker: str | None) -> None:
         return None
 
 
-async def serve(**kwargs: Any) -> TestClient[Any, Any]:
-    app = build_app(Backend(), conflict=KeyError, version="test", **kwargs)
+async def serve(backend: Backend | None = None, **kwargs: Any) -> TestClient[Any, Any]:
+    app = build_app(backend or Backend(), conflict=KeyError, version="test", **kwargs)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -209,5 +219,20 @@ async def test_without_auth_no_token_is_needed() -> None:
     client = await serve()
     try:
         assert (await client.post("/v1/lease", json=LEASE)).status == 200
+    finally:
+        await client.close()
+
+
+async def test_a_pod_bound_token_makes_its_pod_the_lease_holder() -> None:
+    backend = Backend()
+    client = await serve(backend, authenticate=authenticator(FakeReviews(REVIEWS)))
+    try:
+        pod = {"Authorization": "Bearer pod-bound", "Taskmill-Worker": "someone-else"}
+        plain = {"Authorization": "Bearer good", "Taskmill-Worker": "w1"}
+        assert (await client.post("/v1/lease", json=LEASE, headers=pod)).status == 200
+        heartbeat = {"leaseId": "x"}
+        assert (await client.post("/v1/heartbeat", json=heartbeat, headers=pod)).status == 200
+        assert (await client.post("/v1/heartbeat", json=heartbeat, headers=plain)).status == 200
+        assert backend.workers == ["worker-7f9c", "worker-7f9c", "w1"]
     finally:
         await client.close()

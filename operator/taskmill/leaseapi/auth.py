@@ -13,6 +13,12 @@ operator asks the API server about it (``POST
 - the API server cannot be asked → :class:`AuthUnavailable` (HTTP 503: the
   worker retries; nothing is leased unauthenticated).
 
+A token bound to a pod (the projected tokens the chart mounts) also names
+the pod (``status.user.extra["authentication.kubernetes.io/pod-name"]``):
+the server then uses that pod name as the lease holder, so a worker can only
+heartbeat or complete leases its own pod holds, whatever it claims in the
+``Taskmill-Worker`` header or the request body.
+
 Answers are cached by the token's SHA-256 for ``cache_seconds`` (60 s;
 rejections for at most 5 s, so a token that was not yet valid is not
 refused for long), in a bounded LRU, so a worker's steady stream of lease,
@@ -69,9 +75,26 @@ class AuthUnavailable(AuthError):
     code = "AuthUnavailable"
 
 
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated, allowed caller."""
+
+    #: The ServiceAccount user name, e.g. ``system:serviceaccount:ns:worker``.
+    user: str
+    #: The pod its token is bound to, if any.
+    pod: str | None = None
+
+    def holder(self, claimed: str | None) -> str | None:
+        """The lease-holder identity: the token's pod when known, else what the worker claims."""
+        return self.pod or claimed
+
+
 class Authenticator(Protocol):
-    async def authenticate(self, authorization: str | None) -> str:
-        """The caller's identity from an ``Authorization`` header, or raise :class:`AuthError`."""
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The caller from an ``Authorization`` header, or raise :class:`AuthError`."""
         ...
 
 
@@ -87,7 +110,7 @@ def bearer_token(authorization: str | None) -> str:
 @dataclass(frozen=True)
 class _Verdict:
     expires: float
-    identity: str | None
+    caller: Caller | None
     reason: str
 
 
@@ -114,7 +137,7 @@ class TokenReviewAuthenticator:
         self._cache: OrderedDict[str, _Verdict] = OrderedDict()
         self._pending: dict[str, asyncio.Future[_Verdict]] = {}
 
-    async def authenticate(self, authorization: str | None) -> str:
+    async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
         key = hashlib.sha256(token.encode()).hexdigest()
         verdict = self._cached(key)
@@ -135,11 +158,11 @@ class TokenReviewAuthenticator:
                     raise
                 finally:
                     del self._pending[key]
-        if verdict.identity is None:
+        if verdict.caller is None:
             raise Unauthenticated(verdict.reason)
-        if verdict.identity not in self.workers:
-            raise Forbidden(f"{verdict.identity} is not an allowed worker identity")
-        return verdict.identity
+        if verdict.caller.user not in self.workers:
+            raise Forbidden(f"{verdict.caller.user} is not an allowed worker identity")
+        return verdict.caller
 
     def _cached(self, key: str) -> _Verdict | None:
         verdict = self._cache.get(key)
@@ -180,5 +203,10 @@ class TokenReviewAuthenticator:
         if self.audience not in (status.get("audiences") or []):
             reason = f"the token is not meant for audience {self.audience!r}"
             return _Verdict(rejected, None, reason)
-        username = str((status.get("user") or {}).get("username", ""))
-        return _Verdict(now + self.cache_seconds, username or None, "the token names no user")
+        user = status.get("user") or {}
+        username = str(user.get("username") or "")
+        if not username:
+            return _Verdict(rejected, None, "the token names no user")
+        pods = (user.get("extra") or {}).get(POD_NAME_EXTRA) or []
+        caller = Caller(username, str(pods[0]) if pods else None)
+        return _Verdict(now + self.cache_seconds, caller, "")

@@ -6,7 +6,9 @@ unexpected error is a logged 500. No request can stop the operator.
 
 With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the three
 lease routes first check the caller's token: 401 without a valid one, 403 for
-an identity that is not an allowed worker. With ``serving`` returning False
+an identity that is not an allowed worker; a pod-bound token's pod is the
+lease holder (see :class:`~taskmill.leaseapi.auth.Caller`). With ``serving``
+returning False
 (a standby replica under leader election) they answer 503 ``NotLeader``;
 ``/healthz``, ``/readyz`` and ``/openapi.json`` never need a token.
 """
@@ -21,7 +23,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from taskmill.leaseapi.auth import Authenticator, AuthError
+from taskmill.leaseapi.auth import Authenticator, AuthError, Caller
 from taskmill.models.lease import (
     WORKER_HEADER,
     CompleteRequest,
@@ -107,33 +109,39 @@ def build_app(
             log.exception("lease API %s %s failed", request.method, request.path)
             return _error(500, "InternalError", "the operator could not handle this call")
 
-    async def guard(request: web.Request) -> web.Response | None:
-        """None when the call may proceed, else the refusal."""
+    async def guard(request: web.Request) -> web.Response | Caller | None:
+        """The refusal, or the authenticated caller (None when auth is off)."""
         if not serving():
             return _error(503, "NotLeader", "this operator replica is a standby; retry")
         if authenticate is not None:
-            await authenticate.authenticate(request.headers.get("Authorization"))
+            return await authenticate.authenticate(request.headers.get("Authorization"))
         return None
 
+    def worker(request: web.Request, caller: Caller | None) -> str | None:
+        claimed = request.headers.get(WORKER_HEADER)
+        return caller.holder(claimed) if caller is not None else claimed
+
     async def lease(request: web.Request) -> web.Response:
-        if (refused := await guard(request)) is not None:
-            return refused
+        if isinstance(caller := await guard(request), web.Response):
+            return caller
         body = await _parse(request, LeaseRequest)
+        if caller is not None and caller.pod:
+            body = body.model_copy(update={"worker": caller.pod})
         tasks = await backend.lease(body)
         return _json(200, LeaseResponse(tasks=tasks).to_api())
 
     async def heartbeat(request: web.Request) -> web.Response:
-        if (refused := await guard(request)) is not None:
-            return refused
+        if isinstance(caller := await guard(request), web.Response):
+            return caller
         body = await _parse(request, HeartbeatRequest)
-        reply = backend.heartbeat(body, request.headers.get(WORKER_HEADER))
+        reply = backend.heartbeat(body, worker(request, caller))
         return _json(200, reply.to_api())
 
     async def complete(request: web.Request) -> web.Response:
-        if (refused := await guard(request)) is not None:
-            return refused
+        if isinstance(caller := await guard(request), web.Response):
+            return caller
         body = await _parse(request, CompleteRequest)
-        await backend.complete(body, request.headers.get(WORKER_HEADER))
+        await backend.complete(body, worker(request, caller))
         return web.Response(status=204)
 
     async def healthz(_: web.Request) -> web.Response:
