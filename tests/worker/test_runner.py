@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,8 @@ from taskmill.worker.runner import Worker, WorkerSettings
 from tests.worker.fakelease import FakeLeaseApi
 
 pytestmark = pytest.mark.asyncio
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest_asyncio.fixture
@@ -251,3 +255,37 @@ async def test_metrics_count_what_the_worker_did(api: FakeLeaseApi) -> None:
     assert "taskmill_worker_tasks_in_flight 0.0" in text
     assert "taskmill_worker_utilization_ratio 0.0" in text
     assert "taskmill_worker_slots 3.0" in text
+
+
+async def test_the_worker_process_exits_after_sigterm_despite_a_stuck_sync_handler(
+    api: FakeLeaseApi,
+) -> None:
+    import signal
+    import sys
+
+    lease_id = await api.add("stuck")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "taskmill",
+        "worker",
+        "--handlers",
+        "tests.worker.slow_handlers",
+        "--lease-url",
+        api.url,
+        "--grace-seconds",
+        "0.3",
+        cwd=ROOT,
+    )
+    await api.wait_for(lambda: len(api.heartbeats) >= 1, limit_seconds=30)
+
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = await asyncio.wait_for(process.wait(), 20)
+    took = time.monotonic() - started
+
+    outcome = api.outcome(lease_id)
+    assert outcome is not None
+    assert outcome.outcome == Outcome.RELEASED
+    assert code == 0
+    assert took < 5  # the grace period, not the long poll in flight or the thread

@@ -233,6 +233,30 @@ def worker_command(
         asyncio.run(main())
     except OSError as exc:  # e.g. the metrics port is taken
         raise click.ClickException(str(exc)) from exc
+    _exit_despite_stuck_handlers()
+
+
+def _exit_despite_stuck_handlers() -> None:
+    """Sync handlers that ignore ``ctx.cancelled`` keep their threads alive, and
+    Python waits for pool threads at exit. Their Tasks were handed back
+    already, so leave without them rather than hang until SIGKILL."""
+    import logging
+    import threading
+    import time
+
+    handlers = [t for t in threading.enumerate() if t.name.startswith("taskmill-handler")]
+    deadline = time.monotonic() + 0.5  # idle pool threads exit on their own at once
+    for thread in handlers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in handlers if t.is_alive()]
+    if stuck:
+        logging.getLogger("taskmill.worker").warning(
+            "%d handler threads still running (their Tasks were handed back); exiting", len(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def load_handler_module(module: str) -> None:

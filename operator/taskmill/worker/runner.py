@@ -12,13 +12,14 @@ Task was cancelled) or a 409 (the lease is gone) sets ``ctx.cancelled`` and
 cancels an async handler; no outcome is reported then.
 
 Shutdown (:meth:`Worker.stop`, wired to SIGTERM/SIGINT by ``taskmill
-worker``): stop leasing. A lease call already in flight is allowed to finish
-(the operator cannot tell that a client went away, so abandoning it could
-strand a granted Task until its lease expires); whatever it brings is handed
-back at once. Running handlers get ``grace_seconds``; what is still running
-then is handed back (outcome ``released``), so the operator re-queues it at
-once without counting an attempt. A second :meth:`stop` ends the grace period
-(and a pending lease call) at once.
+worker``): stop leasing. The grace period (``grace_seconds``) starts now.
+A lease call already in flight is allowed to finish within it (the operator
+cannot tell that a client went away, so abandoning the call could strand a
+Task granted to it until its lease expires); whatever it brings is handed
+back at once. Running handlers get the rest of the grace period; what is
+still running then is handed back (outcome ``released``), so the operator
+re-queues it at once without counting an attempt. A second :meth:`stop` ends
+the grace period (and a pending lease call) at once.
 
 Nothing a handler does ends the loop: exceptions, timeouts and cancellations
 become reported outcomes (see :mod:`taskmill.worker.execution`).
@@ -108,6 +109,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._grace_ends = float("inf")
         #: Attempts whose outcome was reported (any outcome but ``released``).
         self.completed = 0
         #: Tasks handed back to the operator.
@@ -126,10 +128,11 @@ class Worker:
             self._hurry.set()
             return
         log.info(
-            "stopping: no new work; %d running get up to %.0fs",
+            "stopping: no new work; %d running get up to %gs",
             len(self._running),
             self.settings.grace_seconds,
         )
+        self._grace_ends = time.monotonic() + self.settings.grace_seconds
         self._stopping.set()
 
     async def run(self) -> None:
@@ -206,12 +209,17 @@ class Worker:
             # up, so wait for it (unless told to hurry); what it brings is
             # handed back by the caller.
             hurry = asyncio.ensure_future(self._hurry.wait())
-            await asyncio.wait({lease, hurry}, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {lease, hurry}, timeout=self._grace_left(), return_when="FIRST_COMPLETED"
+            )
             hurry.cancel()
             if not lease.done():
                 lease.cancel()
                 return []
         return lease.result()
+
+    def _grace_left(self) -> float:
+        return max(0.0, self._grace_ends - time.monotonic())
 
     async def _sleep_or_stop(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -327,13 +335,11 @@ class Worker:
         if not self._running:
             return
         running = list(self._running.values())
-        log.info(
-            "waiting up to %.0fs for %d running tasks", self.settings.grace_seconds, len(running)
-        )
+        log.info("waiting up to %.1fs for %d running tasks", self._grace_left(), len(running))
         hurry = asyncio.ensure_future(self._hurry.wait())
         everything = asyncio.ensure_future(asyncio.wait(running))
         await asyncio.wait(
-            {hurry, everything}, timeout=self.settings.grace_seconds, return_when="FIRST_COMPLETED"
+            {hurry, everything}, timeout=self._grace_left(), return_when="FIRST_COMPLETED"
         )
         hurry.cancel()
         everything.cancel()
