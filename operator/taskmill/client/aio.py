@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -29,10 +29,12 @@ from taskmill.client.errors import (
     WaitTimeout,
 )
 from taskmill.kube import config as kube_config
-from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.resources import Task
 from taskmill.models.task import PAYLOAD_MAX_BYTES, RETRY_ANNOTATION, Phase
+
+if TYPE_CHECKING:
+    from taskmill.kube.client import KubeClient
 
 #: ``depends_on`` entries: a Task name (condition ``Succeeded``), a
 #: ``(name, condition)`` pair, or a ``{"name": ..., "condition": ...}`` dict.
@@ -144,7 +146,11 @@ class AsyncClient:
     ) -> None:
         self.config = config or kube_config.load(kubeconfig, context)
         self.namespace = namespace or self.config.namespace
-        self.kube = KubeClient(self.config)
+        # aiohttp is imported on first use: ``import taskmill`` (and every CLI
+        # start) stays fast.
+        from taskmill.kube.client import KubeClient
+
+        self.kube: KubeClient = KubeClient(self.config)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -199,6 +205,8 @@ class AsyncClient:
         **options: Any,
     ) -> Submitted:
         """:meth:`submit`, also saying whether the Task was created or already there."""
+        from taskmill.kube.client import ApiError, path
+
         ns = namespace or self.namespace
         manifest = task_manifest(type, payload, name=name or generate_name(type), **options)
         try:
@@ -217,6 +225,8 @@ class AsyncClient:
 
     async def get_raw(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         """The Task object as the API server returns it."""
+        from taskmill.kube.client import ApiError, path
+
         ns = namespace or self.namespace
         try:
             body: dict[str, Any] = await self.kube.get(path("tasks", ns, name))
@@ -247,6 +257,8 @@ class AsyncClient:
         field_selector: str | None = None,
     ) -> dict[str, Any]:
         """The ``TaskList`` as the API server returns it."""
+        from taskmill.kube.client import path
+
         ns = None if all_namespaces else (namespace or self.namespace)
         params = {}
         if selector:
@@ -271,6 +283,8 @@ class AsyncClient:
         )
 
     async def _patch(self, name: str, namespace: str | None, patch: dict[str, Any]) -> Task:
+        from taskmill.kube.client import ApiError, path
+
         ns = namespace or self.namespace
         try:
             body = await self.kube.merge_patch(path("tasks", ns, name), patch)
@@ -308,6 +322,8 @@ class AsyncClient:
     async def _watch_until_finished(
         self, ns: str, name: str, seen: builtins.list[str | None]
     ) -> Any:
+        from taskmill.kube.client import ApiError, path
+
         while True:
             body = await self.get_raw(name, namespace=ns)
             seen[0] = (body.get("status") or {}).get("phase")
