@@ -6,6 +6,9 @@
 and the children it knows, and in :meth:`CronController.run` a single timer
 heap: the loop sleeps until the earliest next fire time (no polling), fires,
 and re-arms. The schedule math is pure, in :mod:`taskmill.dispatch.schedule`.
+The operator runs it through :class:`CronThread`, on an event loop and API
+connections of its own, so fires are not delayed by the Task engine's work
+on the main loop.
 
 Firing a slot, in order:
 
@@ -39,7 +42,8 @@ import datetime as dt
 import hashlib
 import heapq
 import logging
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -574,3 +578,99 @@ def _slot_of(meta: dict[str, Any]) -> float:
 
 def _finish_order(child: Child) -> tuple[float, float]:
     return (child.finished_at or child.slot, child.slot)
+
+
+class CronThread:
+    """A :class:`CronController` on its own event loop, in its own thread.
+
+    The operator's main loop also runs kopf and the Task engine; while Tasks
+    flow, a timer on it waits behind whatever that loop is doing. Here the
+    timers, creates and status writes run on a loop of their own, with their
+    own API connections, so a fire waits at most for the GIL (released every
+    few milliseconds), not for the main loop's backlog. ``observe`` and
+    ``observe_task`` may be called from the main loop at any time: events
+    are handed over with ``call_soon_threadsafe`` (and buffered until
+    :meth:`run` has started the thread).
+    """
+
+    def __init__(
+        self, make_client: Callable[[], KubeClient], *, events_per_second: float, component: str
+    ) -> None:
+        self._make_client = make_client
+        self._events_per_second = events_per_second
+        self._component = component
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._controller: CronController | None = None
+        self._pending: list[tuple[bool, str | None, dict[str, Any]]] = []
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self._hand_over(False, event_type, body)
+
+    def observe_task(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self._hand_over(True, event_type, body)
+
+    def _hand_over(self, child: bool, event_type: str | None, body: dict[str, Any]) -> None:
+        loop, controller = self._loop, self._controller
+        if loop is None or controller is None:
+            self._pending.append((child, event_type, body))
+            return
+        handler = controller.observe_task if child else controller.observe
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(handler, event_type, body)
+
+    async def run(self) -> None:
+        """Fire schedules on the thread until cancelled."""
+        main_loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = main_loop.create_future()
+        started = threading.Event()
+        stoppers: list[Callable[[], object]] = []
+
+        async def serve() -> None:
+            client = self._make_client()
+            controller = CronController(
+                client,
+                EventRecorder(
+                    client, per_second=self._events_per_second, component=self._component
+                ),
+            )
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+            stoppers.append(lambda: loop.call_soon_threadsafe(task.cancel))
+            self._controller, self._loop = controller, loop
+            for child, event_type, body in self._pending:
+                (controller.observe_task if child else controller.observe)(event_type, body)
+            self._pending.clear()
+            started.set()
+            try:
+                await controller.run()
+            finally:
+                self._loop = self._controller = None
+                await client.close()
+
+        def done() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def thread_main() -> None:
+            try:
+                asyncio.run(serve())
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("the CronTask thread failed")
+            finally:
+                started.set()
+                with contextlib.suppress(RuntimeError):  # the main loop is gone
+                    main_loop.call_soon_threadsafe(done)
+
+        thread = threading.Thread(target=thread_main, name="crontasks", daemon=True)
+        thread.start()
+        try:
+            await finished
+        finally:
+            await asyncio.to_thread(started.wait)
+            for stop in stoppers:
+                with contextlib.suppress(RuntimeError):  # its loop has ended already
+                    stop()
+            await asyncio.to_thread(thread.join)

@@ -27,9 +27,8 @@ import kopf
 from aiohttp import web
 
 import taskmill
-from taskmill.controller.cron import CRONTASK_LABEL, CronController
+from taskmill.controller.cron import CRONTASK_LABEL, CronThread
 from taskmill.controller.engine import Engine, LeaseConflict
-from taskmill.controller.events import EventRecorder
 from taskmill.controller.leader import LeaderElector
 from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
@@ -49,7 +48,7 @@ class LeadershipLost(RuntimeError):
 def build_registry(
     engine: Engine,
     connection: kube_config.KubeConfig,
-    cron: CronController | None = None,
+    cron: CronThread | None = None,
     metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
@@ -154,9 +153,10 @@ async def run(
     connection = kube_config.load(kubeconfig)
     client = KubeClient(connection, max_connections=settings.max_concurrent_writes + 16)
     engine = Engine(client, settings)
-    cron = CronController(
-        client,
-        EventRecorder(client, per_second=settings.events_per_second, component=settings.instance),
+    cron = CronThread(
+        lambda: KubeClient(connection, max_connections=16),
+        events_per_second=settings.events_per_second,
+        component=settings.instance,
     )
     kopf_ready = asyncio.Event()
     elector = _elector(client, settings)
