@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
-from taskmill.controller.cron import CronController
+from taskmill.controller.cron import CronController, CronThread
 from taskmill.controller.events import EventRecorder
 from taskmill.dispatch.clock import FakeClock
 from taskmill.dispatch.transitions import iso
@@ -31,6 +32,7 @@ class FakeApi:
         self.creates: list[str] = []
         self.events: list[dict[str, Any]] = []
         self.status_patches: list[dict[str, Any]] = []
+        self.closed = False
 
     async def create(self, url: str, body: dict[str, Any]) -> Any:
         if url.endswith("/events"):
@@ -64,6 +66,9 @@ class FakeApi:
 
     async def delete(self, url: str, body: Any = None) -> Any:
         return None
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 def crontask(schedule: str = "@every 10s", **spec: Any) -> dict[str, Any]:
@@ -225,3 +230,18 @@ async def test_a_bad_schedule_is_a_condition_and_one_warning(
     assert [e["reason"] for e in api.events] == [reason]
     assert len(api.status_patches) == writes == 1
     assert api.creates == []
+
+
+async def test_the_cron_thread_fires_on_its_own_loop_and_stops_cleanly() -> None:
+    api = FakeApi(crontask("@every 1s"))
+    del api.crontask["metadata"]["creationTimestamp"]  # created "now": no catch-up slot
+    cron = CronThread(lambda: cast(KubeClient, api), events_per_second=10, component="test")
+    cron.observe("ADDED", copy.deepcopy(api.crontask))  # before the thread runs: buffered
+
+    task = asyncio.create_task(cron.run())
+    await until(lambda: bool(api.creates), within_seconds=5)
+    await stop(task)
+
+    assert api.closed
+    assert not any(t.name == "crontasks" for t in threading.enumerate())
+    assert len(api.creates) in (1, 2)

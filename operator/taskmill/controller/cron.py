@@ -602,6 +602,8 @@ class CronThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._controller: CronController | None = None
         self._pending: list[tuple[bool, str | None, dict[str, Any]]] = []
+        #: Guards the hand-over between buffering and the thread's loop.
+        self._lock = threading.Lock()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         self._hand_over(False, event_type, body)
@@ -610,10 +612,11 @@ class CronThread:
         self._hand_over(True, event_type, body)
 
     def _hand_over(self, child: bool, event_type: str | None, body: dict[str, Any]) -> None:
-        loop, controller = self._loop, self._controller
-        if loop is None or controller is None:
-            self._pending.append((child, event_type, body))
-            return
+        with self._lock:
+            loop, controller = self._loop, self._controller
+            if loop is None or controller is None:
+                self._pending.append((child, event_type, body))
+                return
         handler = controller.observe_task if child else controller.observe
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(handler, event_type, body)
@@ -637,15 +640,17 @@ class CronThread:
             task = asyncio.current_task()
             assert task is not None
             stoppers.append(lambda: loop.call_soon_threadsafe(task.cancel))
-            self._controller, self._loop = controller, loop
-            for child, event_type, body in self._pending:
+            with self._lock:
+                self._controller, self._loop = controller, loop
+                pending, self._pending = self._pending, []
+            for child, event_type, body in pending:
                 (controller.observe_task if child else controller.observe)(event_type, body)
-            self._pending.clear()
             started.set()
             try:
                 await controller.run()
             finally:
-                self._loop = self._controller = None
+                with self._lock:
+                    self._loop = self._controller = None
                 await client.close()
 
         def done() -> None:
