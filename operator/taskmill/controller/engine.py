@@ -21,13 +21,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from taskmill.controller.events import EventRecorder
+from taskmill.controller.payloads import BadPayload, resolve_payload
+from taskmill.controller.records import Stats, TaskRecord, limits_of, newer
 from taskmill.controller.settings import OperatorSettings
 from taskmill.controller.status_writer import StatusPatch, StatusWriter
 from taskmill.dispatch import transitions
@@ -38,6 +39,7 @@ from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseBook, LeaseInfo
 from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.models.base import API_VERSION
 from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
@@ -63,61 +65,13 @@ from taskmill.models.taskqueue import TaskQueueSpec
 
 log = logging.getLogger(__name__)
 
-#: After start-up, how long a dependency that is not listed yet is not yet
-#: called missing: the initial list may simply not have reached it.
-STARTUP_SETTLE_SECONDS = 5.0
+
+async def _done(value: bool) -> bool:
+    return value
 
 
 class LeaseConflict(Exception):
     """The lease named is not current: expired, foreign, or already completed."""
-
-
-class BadPayload(Exception):
-    """``payloadFrom`` names something missing or not a JSON object."""
-
-
-@dataclass
-class TaskRecord:
-    key: TaskKey
-    uid: str
-    resource_version: str
-    task: Task
-    body: dict[str, Any]
-
-    @property
-    def status(self) -> TaskStatus:
-        return self.task.status or TaskStatus()
-
-
-@dataclass
-class Stats:
-    leased: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    dead: int = 0
-    expired: int = 0
-    lease_conflicts: int = 0
-    lease_latency: list[float] = field(default_factory=list)
-
-
-def limits_of(spec: TaskQueueSpec) -> Limits:
-    """A TaskQueue's spec as the dispatcher's limits."""
-    concurrency = spec.concurrency
-    return Limits(
-        paused=spec.paused,
-        total=concurrency.total if concurrency else None,
-        per_type=tuple((t.type, t.limit) for t in (concurrency.per_type or []))
-        if concurrency
-        else (),
-        rates=tuple((r.type, r.per_second, r.burst) for r in spec.rate_limits or ()),
-    )
-
-
-def _newer(candidate: str, known: str) -> bool:
-    try:
-        return int(candidate) > int(known)
-    except ValueError:
-        return candidate != known
 
 
 class Engine:
@@ -149,6 +103,8 @@ class Engine:
         self._wanted: dict[str, float] = {}
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Whether the initial list of Tasks has been taken in (see load_tasks).
+        self.synced = False
         #: TaskQueues by (namespace, name), read live from their watch.
         self.queues: dict[tuple[str, str], TaskQueueSpec] = {}
         #: Tasks set aside because their queue is missing.
@@ -182,7 +138,7 @@ class Engine:
         if known is not None:
             if known.uid != uid:
                 self._forget(key, cancelled=True)  # deleted and created again
-            elif not _newer(rv, known.resource_version):
+            elif not newer(rv, known.resource_version):
                 return  # the echo of our own write, or an older event
         try:
             task = Task.model_validate(body)
@@ -194,6 +150,35 @@ class Engine:
         self._schedule(record)
         if known is None:
             self._wake_dependents(key)  # it may be a dependency others wait for
+
+    async def load_tasks(self, namespaces: tuple[str, ...], page: int = 500) -> int:
+        """List every Task (in pages) before the watch starts: the state a
+        restarted operator works from. Until this is done the lease API answers
+        503, so a worker finishing an attempt across a restart retries instead
+        of being told its lease is unknown. Returns the number of Tasks."""
+        urls = [path(Task.RESOURCE_PLURAL, ns) for ns in namespaces] or [path(Task.RESOURCE_PLURAL)]
+        count = 0
+        for url in urls:
+            params = {"limit": str(page)}
+            while True:
+                listed = await self.client.get(url, params=params)
+                for item in listed.get("items", []):
+                    item.setdefault("apiVersion", API_VERSION)
+                    item.setdefault("kind", "Task")
+                    self.observe(None, item)
+                    count += 1
+                token = listed.get("metadata", {}).get("continue")
+                if not token:
+                    break
+                params = {"limit": str(page), "continue": token}
+        self.synced = True
+        # Dependencies not listed during the load really are missing now: say so.
+        for dependency, dependents in list(self._dependents.items()):
+            if dependency not in self.records:
+                for key in sorted(dependents):
+                    if (record := self.records.get(key)) is not None:
+                        self._schedule(record)
+        return count
 
     async def load_queues(self, namespaces: tuple[str, ...]) -> None:
         """List TaskQueues before Tasks are watched, so no Task is wrongly
@@ -409,8 +394,8 @@ class Engine:
             message = "dependency cycle: " + " → ".join(cycle)
             self._spawn(self._mark_dead(record, Reason.DEPENDENCY_CYCLE, message))
             return False
-        if missing and time.monotonic() - self._started < STARTUP_SETTLE_SECONDS:
-            return False  # at start-up the missing ones may simply not be listed yet
+        if missing and not self.synced:
+            return False  # the initial list may not have reached them yet
         parts = []
         if waiting:
             parts.append("waiting for " + ", ".join(sorted(waiting)))
@@ -534,7 +519,7 @@ class Engine:
             return None
         spec = record.task.spec
         try:
-            payload = await self._payload(record)
+            payload = await resolve_payload(self.client, record.key[0], record.task.spec)
         except BadPayload as exc:
             await self._mark_dead(record, Reason.INVALID_TASK, str(exc))
             return None
@@ -586,40 +571,6 @@ class Engine:
             expires_at=to_datetime(lease.expires_at),
             heartbeat_seconds=lease_seconds * self.settings.heartbeat_fraction,
         )
-
-    async def _payload(self, record: TaskRecord) -> dict[str, Any] | None:
-        spec = record.task.spec
-        source = spec.payload_from
-        if source is None:
-            return spec.payload
-        ref, plural = (
-            (source.config_map_key_ref, "configmaps")
-            if source.config_map_key_ref
-            else (source.secret_key_ref, "secrets")
-        )
-        if ref is None:
-            raise BadPayload("payloadFrom names neither a configMapKeyRef nor a secretKeyRef")
-        try:
-            obj = await self.client.get(
-                path(plural, record.key[0], ref.name, group="", version="v1")
-            )
-        except ApiError as exc:
-            raise BadPayload(f"payloadFrom: {plural[:-1]} {ref.name!r}: {exc.message}") from exc
-        data = obj.get("data") or {}
-        if ref.key not in data:
-            raise BadPayload(f"payloadFrom: {plural[:-1]} {ref.name!r} has no key {ref.key!r}")
-        raw = data[ref.key]
-        if plural == "secrets":
-            import base64
-
-            raw = base64.b64decode(raw)
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadPayload(f"payloadFrom: key {ref.key!r} is not JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise BadPayload(f"payloadFrom: key {ref.key!r} is not a JSON object")
-        return value
 
     def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse:
         now = self.clock.now()
@@ -744,7 +695,7 @@ class Engine:
     def _adopt(self, record: TaskRecord, body: dict[str, Any]) -> None:
         """Take in the object our own write returned."""
         rv = body.get("metadata", {}).get("resourceVersion", "")
-        if not _newer(rv, record.resource_version):
+        if not newer(rv, record.resource_version):
             return
         record.resource_version = rv
         record.body = body
@@ -758,30 +709,53 @@ class Engine:
         if record.key in self.records:
             self._schedule(record)
 
-    async def _write_quietly(self, record: TaskRecord, patch: StatusPatch) -> bool:
+    # The writers below are plain functions returning coroutines, so that the
+    # resourceVersion a decision was based on is captured when the decision is
+    # made, not when the spawned write runs: by then the record may have moved
+    # on (e.g. another write of ours), and the stale decision must fail its
+    # precondition instead of overwriting the newer state.
+
+    def _write_quietly(self, record: TaskRecord, patch: StatusPatch) -> Coroutine[Any, Any, bool]:
+        """Write ``patch`` if the Task is still as ``record`` is now."""
+        return self._write_at(record, record.resource_version, patch)
+
+    async def _write_at(self, record: TaskRecord, based_on: str, patch: StatusPatch) -> bool:
         try:
             updated = await self.writer.write(
-                *record.key, record.resource_version, patch, record.task.metadata.generation
+                *record.key, based_on, patch, record.task.metadata.generation
             )
         except ApiError as exc:
-            if not (exc.is_conflict or exc.is_not_found):
+            if exc.is_conflict or exc.is_not_found:
+                # A newer version is on its way through the watch; it is
+                # looked at again then.
+                log.debug("status write for %s/%s skipped: %s", *record.key, exc.reason)
+            else:
                 log.warning("status write for %s/%s failed: %s", *record.key, exc)
             return False
         except (TimeoutError, OSError) as exc:
             log.warning("status write for %s/%s failed: %s", *record.key, exc)
             return False
+        if patch.get("phase") == Phase.WAITING.value:
+            log.info("Task %s/%s waits: %s: %s", *record.key, patch["reason"], patch["message"])
         self._adopt(record, updated)
         return True
 
-    async def _mark_dead(self, record: TaskRecord, reason: Reason, message: str) -> None:
+    def _mark_dead(
+        self, record: TaskRecord, reason: Reason, message: str
+    ) -> Coroutine[Any, Any, None]:
         self.dispatcher.discard(record.key)
         patch = transitions.dead(record.task.status, reason, message, self.clock.now())
-        if await self._write_quietly(record, patch):
+        return self._dead_written(record, self._write_quietly(record, patch), reason, message)
+
+    async def _dead_written(
+        self, record: TaskRecord, write: Coroutine[Any, Any, bool], reason: Reason, message: str
+    ) -> None:
+        if await write:
             self.stats.dead += 1
             log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
             await self.events.record(record.body, "Warning", reason.value, message)
 
-    async def _cancel(self, record: TaskRecord) -> None:
+    def _cancel(self, record: TaskRecord) -> Coroutine[Any, Any, bool]:
         lease = self._end_lease_of(record.key)
         now = self.clock.now()
         patch: StatusPatch = {
@@ -797,8 +771,9 @@ class Engine:
             patch["history"] = transitions._history(
                 record.task.status, lease, now, AttemptOutcome.CANCELLED, None
             )
-        if record.task.metadata.deletion_timestamp is None:
-            await self._write_quietly(record, patch)
+        if record.task.metadata.deletion_timestamp is not None:
+            patch = {}  # being deleted: nothing to record
+        return self._write_quietly(record, patch) if patch else _done(False)
 
     async def _reject_invalid(
         self, key: TaskKey, body: dict[str, Any], exc: ValidationError
@@ -920,7 +895,7 @@ class Engine:
                 patch = transitions.waiting(Reason.NO_WORKER, message)
                 self._spawn(self._write_and_warn(record, patch, Reason.NO_WORKER, message))
 
-    async def _write_and_warn(
+    def _write_and_warn(
         self,
         record: TaskRecord,
         patch: StatusPatch,
@@ -928,11 +903,26 @@ class Engine:
         message: str,
         *,
         warn: bool = True,
+    ) -> Coroutine[Any, Any, None]:
+        """Write ``patch`` (decided now) and, if it lands, post an Event."""
+        return self._event_after(
+            record,
+            self._write_quietly(record, patch),
+            reason,
+            message,
+            "Warning" if warn else "Normal",
+        )
+
+    async def _event_after(
+        self,
+        record: TaskRecord,
+        write: Coroutine[Any, Any, bool],
+        reason: Reason,
+        message: str,
+        type_: str,
     ) -> None:
-        if await self._write_quietly(record, patch):
-            await self.events.record(
-                record.body, "Warning" if warn else "Normal", reason.value, message
-            )
+        if await write:
+            await self.events.record(record.body, type_, reason.value, message)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import kopf
@@ -103,15 +104,18 @@ def build_registry(
     return registry
 
 
-async def _load_queues(engine: Engine, settings: OperatorSettings, stop: asyncio.Event) -> None:
-    """Load the TaskQueues, retrying while the API server is unreachable."""
+async def _load_state(engine: Engine, settings: OperatorSettings, stop: asyncio.Event) -> None:
+    """Load the TaskQueues, then the Tasks, retrying while the API server is unreachable."""
     delay = 0.5
     while not stop.is_set():
         try:
             await engine.load_queues(settings.namespaces)
+            started = time.monotonic()
+            count = await engine.load_tasks(settings.namespaces)
+            log.info("loaded %d Tasks in %.1fs", count, time.monotonic() - started)
             return
         except (ApiError, OSError, TimeoutError) as exc:
-            log.warning("cannot list TaskQueues yet (%s); retrying in %.1fs", exc, delay)
+            log.warning("cannot load TaskQueues and Tasks yet (%s); retrying in %.1fs", exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, 10.0)
@@ -178,9 +182,10 @@ async def run(
         engine,
         conflict=LeaseConflict,
         version=taskmill.__version__,
-        ready=lambda: kopf_ready.is_set() and leading(),
+        ready=lambda: kopf_ready.is_set() and leading() and engine.synced,
         authenticate=authenticator,
         serving=leading,
+        synced=lambda: engine.synced,
         extra_routes=metrics.install,
     )
     runner = web.AppRunner(app, access_log=None)
@@ -197,7 +202,7 @@ async def run(
         await runner.cleanup()
         await client.close()
         return
-    await _load_queues(engine, settings, stop)
+    await _load_state(engine, settings, stop)
     timers = asyncio.create_task(engine.run_timers(), name="timers")
     cron_timers = asyncio.create_task(cron.run(), name="cron")
     keeper = None

@@ -84,6 +84,7 @@ def build_app(
     extra_routes: Callable[[web.Application], None] | None = None,
     authenticate: Authenticator | None = None,
     serving: Callable[[], bool] = lambda: True,
+    synced: Callable[[], bool] = lambda: True,
 ) -> web.Application:
     """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
     from taskmill.leaseapi.openapi import document
@@ -113,6 +114,10 @@ def build_app(
         """The refusal, or the authenticated caller (None when auth is off)."""
         if not serving():
             return _error(503, "NotLeader", "this operator replica is a standby; retry")
+        if not synced():
+            # Until every Task is loaded, an unknown lease may just not be
+            # loaded yet: a 409 now would make a worker drop a finished result.
+            return _error(503, "Starting", "the operator is still loading Tasks; retry")
         if authenticate is not None:
             return await authenticate.authenticate(request.headers.get("Authorization"))
         return None
