@@ -13,8 +13,10 @@ on the main loop.
 Firing a slot, in order:
 
 1. ``concurrencyPolicy``: ``Forbid`` skips the slot while a child is active;
-   ``Replace`` cancels active children by patching ``spec.cancel: true`` (the
-   engine stops them).
+   ``Replace`` deletes active children, as CronJob's Replace deletes the
+   running Job (the engine treats deletion as cancellation and tells the
+   running attempt to stop). Deleting rather than setting ``spec.cancel``
+   keeps the operator's rule of never writing a Task's spec.
 2. Create the child Task, named ``<crontask>-<slot unix seconds>`` (see
    :func:`child_name`), owned by the CronTask. A second create of the same
    slot — another replica, or this one after a restart — is a 409
@@ -381,14 +383,19 @@ class CronController:
         }
 
     async def _cancel_child(self, record: Record, child: Child) -> None:
-        log.info("CronTask %s/%s: cancelling %s (Replace)", *record.key, child.name)
+        log.info("CronTask %s/%s: deleting %s (Replace)", *record.key, child.name)
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if child.uid:
+            options["preconditions"] = {"uid": child.uid}
         try:
-            await self._client.merge_patch(
-                path(Task.RESOURCE_PLURAL, record.key[0], child.name),
-                {"metadata": {"uid": child.uid} if child.uid else {}, "spec": {"cancel": True}},
+            await self._client.delete(
+                path(Task.RESOURCE_PLURAL, record.key[0], child.name), options
             )
-        except (ApiError, OSError) as exc:
-            log.warning("CronTask %s/%s: cannot cancel %s: %s", *record.key, child.name, exc)
+        except ApiError as exc:
+            if not (exc.is_not_found or exc.is_conflict):
+                log.warning("CronTask %s/%s: cannot delete %s: %s", *record.key, child.name, exc)
+        except OSError as exc:
+            log.warning("CronTask %s/%s: cannot delete %s: %s", *record.key, child.name, exc)
 
     async def _after_child_change(self, record: Record) -> None:
         if not self._running:
