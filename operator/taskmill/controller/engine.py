@@ -488,7 +488,16 @@ class Engine:
             changed = self._changed
             items = self.dispatcher.take(request.types, request.max, self.clock.now())
             if items:
-                grants = await asyncio.gather(*(self._grant(i, request.worker) for i in items))
+                granting = asyncio.gather(*(self._grant(i, request.worker) for i in items))
+                try:
+                    # Shielded: a worker hanging up mid-grant must not leave
+                    # leases recorded that nobody will ever hear of.
+                    grants = await asyncio.shield(granting)
+                except asyncio.CancelledError:
+                    for grant in await granting:
+                        if grant is not None:
+                            self._spawn(self._hand_back(grant.lease_id))
+                    raise
                 for item, grant in zip(items, grants, strict=True):
                     if grant is None and self.leases.for_key(item.key) is None:
                         self.dispatcher.finished(item.key)  # not leased: free its slot
@@ -571,6 +580,20 @@ class Engine:
             expires_at=to_datetime(lease.expires_at),
             heartbeat_seconds=lease_seconds * self.settings.heartbeat_fraction,
         )
+
+    async def _hand_back(self, lease_id: str) -> None:
+        """Release a lease whose worker hung up before it heard of it: the Task
+        is queued again at once and the attempt does not count."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return
+        log.info(
+            "%s/%s: its worker %s went away before the lease reached it", *lease.key, lease.worker
+        )
+        with contextlib.suppress(LeaseConflict, ApiError, OSError, TimeoutError):
+            await self._finish(
+                lease, lambda status: transitions.released(status, lease, self.clock.now())
+            )
 
     def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse:
         now = self.clock.now()

@@ -188,7 +188,9 @@ async def run(
         synced=lambda: engine.synced,
         extra_routes=metrics.install,
     )
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a worker that hangs up (killed, restarted) ends its
+    # long poll, so no Task is leased to a connection nobody reads.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.lease_host, settings.lease_port, reuse_address=True)
     await site.start()
