@@ -55,24 +55,26 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json(status, {"error": code, "message": message})
 
 
+class BadRequest(Exception):
+    """A malformed call: answered 400 with ``code`` and the message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 async def _parse(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": "MalformedJSON", "message": f"body is not JSON: {exc}"}),
-            content_type="application/json",
-        ) from exc
+        raise BadRequest("MalformedJSON", f"body is not JSON: {exc}") from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": "InvalidRequest", "message": f"{where}: {first['msg']}"}),
-            content_type="application/json",
-        ) from exc
+        raise BadRequest("InvalidRequest", f"{where}: {first['msg']}") from exc
 
 
 def build_app(
@@ -99,6 +101,8 @@ def build_app(
             return await handler(request)
         except web.HTTPException:
             raise
+        except BadRequest as exc:
+            return _error(400, exc.code, str(exc))
         except AuthError as exc:
             response = _error(exc.status, exc.code, str(exc))
             if exc.status == 401:
