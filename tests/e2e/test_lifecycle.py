@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from taskmill.testing.controlplane import ControlPlane
 from taskmill.testing.stack import start_worker
 from tests.conftest import OperatorHandle
-from tests.e2e.helpers import apply, get, task, wait_phase
+from tests.e2e.helpers import apply, get, task, wait_phase, warning_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +233,43 @@ def test_an_operator_crash_neither_loses_nor_repeats_work(
     assert running["status"]["attempts"] == 1
     assert [h["outcome"] for h in running["status"]["history"]] == ["Succeeded"]
     assert after["status"]["attempts"] == 1
+
+
+def test_progress_reported_by_a_handler_reaches_the_status(
+    crds: ControlPlane, worker: str, namespace: str
+) -> None:
+    apply(
+        crds,
+        namespace,
+        {
+            "apiVersion": "taskmill.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": "chatty"},
+            "spec": {"leaseSeconds": 5},
+        },
+    )
+    apply(crds, namespace, task("progressing", "sleep", queue="chatty", payload={"seconds": 20}))
+
+    deadline = time.monotonic() + 30
+    progress: dict[str, Any] = {}
+    while not progress and time.monotonic() < deadline:
+        progress = get(crds, namespace, "progressing")["status"].get("progress", {})
+        time.sleep(0.5)
+
+    assert 0 < progress["percent"] <= 100
+    assert "updatedAt" in progress
+
+
+def test_a_retry_annotation_on_a_task_that_is_not_dead_is_reported_once(
+    crds: ControlPlane, worker: str, namespace: str
+) -> None:
+    apply(crds, namespace, task("fine", "echo"))
+    wait_phase(crds, namespace, "fine", "Succeeded")
+
+    crds.kubectl("annotate", "-n", namespace, "tasks.taskmill.dev/fine", "taskmill.dev/retry=x")
+    _wait_for(crds, namespace, "fine", ".status.observedRetry", "x")
+
+    done = get(crds, namespace, "fine")
+    assert done["status"]["phase"] == "Succeeded"
+    assert done["status"]["attempts"] == 1
+    assert warning_reasons(crds, namespace, "fine", expect="RetryIgnored") == ["RetryIgnored"]

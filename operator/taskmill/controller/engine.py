@@ -66,6 +66,12 @@ from taskmill.models.taskqueue import TaskQueueSpec
 log = logging.getLogger(__name__)
 
 
+#: How often reported progress is written to running Tasks (and orphaned
+#: types looked for): progress is for people watching, so it is batched
+#: rather than costing a write per heartbeat.
+PROGRESS_SECONDS = 5.0
+
+
 async def _done(value: bool) -> bool:
     return value
 
@@ -103,6 +109,8 @@ class Engine:
         self._wanted: dict[str, float] = {}
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Latest progress reported per running Task, not yet written.
+        self._progress: dict[TaskKey, tuple[str, dict[str, Any]]] = {}
         #: Whether the initial list of Tasks has been taken in (see load_tasks).
         self.synced = False
         #: TaskQueues by (namespace, name), read live from their watch.
@@ -534,6 +542,9 @@ class Engine:
             return None
         now = self.clock.now()
         lease_seconds = float(queue.lease_seconds)
+        timeout = spec.timeout_seconds or (
+            queue.retry_policy.timeout_seconds if queue.retry_policy else None
+        )
         lease = LeaseInfo(
             id=uuid.uuid4().hex,
             key=item.key,
@@ -543,6 +554,7 @@ class Engine:
             started_at=now,
             expires_at=now + lease_seconds,
             lease_seconds=lease_seconds,
+            deadline=now + timeout + lease_seconds if timeout else float("inf"),
         )
         self.leases.add(lease)
         try:
@@ -575,8 +587,7 @@ class Engine:
             type=spec.type,
             attempt=lease.attempt,
             payload=payload,
-            timeout_seconds=spec.timeout_seconds
-            or (queue.retry_policy.timeout_seconds if queue.retry_policy else None),
+            timeout_seconds=timeout,
             expires_at=to_datetime(lease.expires_at),
             heartbeat_seconds=lease_seconds * self.settings.heartbeat_fraction,
         )
@@ -604,7 +615,23 @@ class Engine:
             raise LeaseConflict(request.lease_id)
         lease = self.leases.heartbeat(request.lease_id, now)
         assert lease is not None
+        if request.progress is not None:
+            self._progress[lease.key] = (
+                lease.id,
+                request.progress.to_api() | {"updatedAt": transitions.iso(now)},
+            )
         return HeartbeatResponse(expires_at=to_datetime(lease.expires_at))
+
+    async def _flush_progress(self) -> None:
+        """Write the latest reported progress of running Tasks: at most one write
+        per Task per flush, and only for Tasks that reported something new."""
+        pending, self._progress = self._progress, {}
+        for key, (lease_id, progress) in pending.items():
+            record = self.records.get(key)
+            held = self.leases.for_key(key)
+            if record is None or held is None or held.id != lease_id:
+                continue  # the attempt ended meanwhile: its progress no longer matters
+            self._spawn(self._write_quietly(record, {"progress": progress}))
 
     async def complete(self, request: CompleteRequest, worker: str | None) -> None:
         lease = self.leases.get(request.lease_id)
@@ -832,7 +859,8 @@ class Engine:
             self._due(self._deadlines, now, self._recheck_deadline)
             self._due(self._expiries, now, self._expire_task)
             if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + 5.0
+                next_sweep = time.monotonic() + PROGRESS_SECONDS
+                await self._flush_progress()
                 self._mark_unwanted()
             next_expiry = self.leases.next_expiry()
             delay = 1.0 if next_expiry is None else min(1.0, max(0.01, next_expiry - now))

@@ -26,6 +26,10 @@ class LeaseInfo:
     started_at: float
     expires_at: float
     lease_seconds: float
+    #: Heartbeats never extend the lease past this (the attempt's
+    #: ``timeoutSeconds`` plus one lease period): a worker that keeps a hung
+    #: handler's heartbeat going still loses the lease.
+    deadline: float = float("inf")
 
 
 class LeaseBook:
@@ -59,7 +63,10 @@ class LeaseBook:
         lease = self._by_id.get(lease_id)
         if lease is None:
             return None
-        extended = replace(lease, expires_at=max(lease.expires_at, now + lease.lease_seconds))
+        extended = replace(
+            lease,
+            expires_at=max(lease.expires_at, min(now + lease.lease_seconds, lease.deadline)),
+        )
         self._by_id[lease_id] = extended
         if extended.expires_at != lease.expires_at:
             heapq.heappush(self._expiry, (extended.expires_at, next(self._seq), lease_id))
