@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from taskmill.controller.metrics import OperatorMetrics
 
 
@@ -57,3 +59,17 @@ def test_first_sight_is_a_state_not_a_transition() -> None:
     m.observe("ADDED", task("c", "Succeeded"))
     assert value(m, "taskmill_tasks", phase="Succeeded") == 1
     assert value(m, "taskmill_task_transitions_total", phase="Succeeded") == 0
+
+
+def test_throttling_and_fire_lag_are_read_at_scrape_time() -> None:
+    throttled = [0]
+    lags: list[float] = []
+    metrics = OperatorMetrics(throttled=lambda: throttled[0], fire_lags=lambda: lags)
+
+    throttled[0] = 7
+    lags.extend([0.01 * i for i in range(1, 101)])
+    text = generate_latest(metrics.registry).decode()
+
+    assert "taskmill_dispatch_throttled_total 7.0" in text
+    assert 'taskmill_crontask_fire_lag_seconds{quantile="0.5"} 0.51' in text
+    assert 'taskmill_crontask_fire_lag_seconds{quantile="0.99"} 1.0' in text

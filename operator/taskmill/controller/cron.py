@@ -612,6 +612,12 @@ class CronThread:
         #: Guards the hand-over between buffering and the thread's loop.
         self._lock = threading.Lock()
 
+    def fire_lags(self) -> list[float]:
+        """The recent fire lags (seconds), for metrics; empty while not running."""
+        with self._lock:
+            controller = self._controller
+        return list(controller.lags) if controller is not None else []
+
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         self._hand_over(False, event_type, body)
 

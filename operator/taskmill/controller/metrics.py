@@ -18,15 +18,19 @@ restart's initial list) do not inflate the counters after the first sight.
 - ``taskmill_task_lease_latency_seconds``: creation → first lease of a
   Task (its ``startedAt`` on attempt 1), a histogram;
 - ``taskmill_leader``: 1 while this replica leads (or runs without
-  election), else 0.
+  election), else 0;
+- ``taskmill_dispatch_throttled_total``: dispatch decisions that found a
+  lane held back by its token bucket (rate limiting at work);
+- ``taskmill_crontask_fire_lag_seconds{quantile}``: CronTask fire lag, slot
+  time to child create, over the last 1000 fires.
 
-Dispatcher-internal throttling (rate-limit tokens) is not visible in the
-Tasks' status, so it is not counted here.
+Throttling and fire lag are read from the dispatcher and the CronTask
+controller at scrape time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +43,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PHASES = ("Pending", "Waiting", "Running", "Succeeded", "Dead", "Cancelled")
@@ -53,9 +59,44 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+class _Live(Collector):
+    """Figures read from the running operator at scrape time: the dispatcher's
+    throttled decisions, and the recent CronTask fire lags."""
+
+    def __init__(
+        self, throttled: Callable[[], int], fire_lags: Callable[[], Sequence[float]]
+    ) -> None:
+        self._throttled = throttled
+        self._fire_lags = fire_lags
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "taskmill_dispatch_throttled",
+            "Dispatch decisions that found a lane held back by its rate limit",
+            value=self._throttled(),
+        )
+        lags = sorted(self._fire_lags())
+        family = GaugeMetricFamily(
+            "taskmill_crontask_fire_lag_seconds",
+            "CronTask fire lag (slot time to child create) over the last 1000 fires",
+            labels=["quantile"],
+        )
+        for q in (0.5, 0.9, 0.99):
+            if lags:
+                family.add_metric([str(q)], lags[min(len(lags) - 1, int(q * len(lags)))])
+        yield family
+
+
 class OperatorMetrics:
-    def __init__(self, leading: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        leading: Callable[[], bool] = lambda: True,
+        *,
+        throttled: Callable[[], int] = lambda: 0,
+        fire_lags: Callable[[], Sequence[float]] = lambda: (),
+    ) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        r.register(_Live(throttled, fire_lags))
         self.tasks = Gauge("taskmill_tasks", "Tasks seen, by phase", ["phase"], registry=r)
         self.transitions = Counter(
             "taskmill_task_transitions", "Tasks entering a phase", ["phase"], registry=r

@@ -168,7 +168,11 @@ async def run(
     def leading() -> bool:
         return elector is None or elector.is_leader()
 
-    metrics = OperatorMetrics(leading)
+    metrics = OperatorMetrics(
+        leading,
+        throttled=lambda: engine.dispatcher.throttled_decisions,
+        fire_lags=cron.fire_lags,
+    )
 
     authenticator = None
     if settings.auth_audience:
