@@ -110,6 +110,8 @@ class _Lane:
     bucket: _Bucket | None = None
     #: When a token wait for this lane is already scheduled.
     wake_at: float = -1.0
+    #: The (priority, served) key its live record in the type heap carries.
+    listed_key: tuple[int, int] | None = None
 
 
 class Dispatcher:
@@ -345,16 +347,26 @@ class Dispatcher:
 
     def _relist(self, lane: _Lane, now: float | None = None) -> None:
         """(Re)enter the lane into its type's heap under its current head, if it
-        has one and no limit holds it back; older records of it go stale."""
-        generation = self._lane_gen.get(lane.key, 0) + 1
-        self._lane_gen[lane.key] = generation
-        lane.listed = False
+        has one and no limit holds it back; older records of it go stale.
+
+        A lane already listed under the same key keeps its record, so adding a
+        Task behind the head costs no push: the type heaps hold about one
+        record per lane, not one per Task."""
         head = self._head(lane)
         if head is None or self._blocked(lane, now):
+            if lane.listed:
+                self._lane_gen[lane.key] = self._lane_gen.get(lane.key, 0) + 1
+                lane.listed = False
             return
+        key = (head[0], lane.served)
+        if lane.listed and lane.listed_key == key:
+            return
+        generation = self._lane_gen.get(lane.key, 0) + 1
+        self._lane_gen[lane.key] = generation
         heap = self._by_type.setdefault(lane.key[2], [])
-        heapq.heappush(heap, (head[0], lane.served, generation, lane.key))
+        heapq.heappush(heap, (key[0], key[1], generation, lane.key))
         lane.listed = True
+        lane.listed_key = key
 
     def _best_lane(self, types: list[str], now: float) -> _Lane | None:
         best: tuple[int, int, int, LaneKey] | None = None
@@ -370,6 +382,7 @@ class Dispatcher:
                 head = self._head(lane)
                 if head is None or head[0] != top[0]:
                     heapq.heappop(heap)  # its head changed: relist under the new one
+                    lane.listed = False
                     self._relist(lane, now)
                     continue
                 if self._blocked(lane, now):
@@ -384,4 +397,6 @@ class Dispatcher:
         if best is None or best_heap is None:
             return None
         heapq.heappop(best_heap)
-        return self._lanes[best[3]]
+        lane = self._lanes[best[3]]
+        lane.listed = False  # taken out; take() relists it under its next head
+        return lane
