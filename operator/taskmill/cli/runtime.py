@@ -194,6 +194,12 @@ def worker_command(
     --grace-seconds; what is still running then is handed back and re-queued
     at once without counting an attempt. A second signal hands back at once.
     """
+    # A stop asked for while handler modules still load is kept and honoured
+    # as soon as the worker runs (it then leases nothing and exits 0).
+    early_stop: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
+
     from taskmill.worker.registry import registry
     from taskmill.worker.runner import Worker, WorkerSettings
 
@@ -227,6 +233,8 @@ def worker_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+        if early_stop:
+            worker.stop()
         await worker.run()
 
     try:

@@ -40,7 +40,11 @@ def document(version: str) -> dict[str, Any]:
             "409": _json("The lease is not current (expired, foreign or completed)", error),
             "401": _json("No valid token (when the operator authenticates workers)", error),
             "403": _json("The token's identity is not an allowed worker", error),
-            "503": _json("A standby replica, or the token could not be checked; retry", error),
+            "503": _json(
+                "A standby replica, an operator still loading Tasks, or a token that could"
+                " not be checked; retry",
+                error,
+            ),
         }
         if response is not None:
             ref = {"$ref": f"#/components/schemas/{response.__name__}"}
