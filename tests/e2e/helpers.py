@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
@@ -22,6 +23,20 @@ def task(name: str, type_: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"type": type_, **spec},
     }
+
+
+def queue(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "taskmill.dev/v1alpha1",
+        "kind": "TaskQueue",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def stamp(value: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time from a status."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def get(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ deadlines, TTL, cancellation, and leases of workers that die."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import textwrap
 import time
@@ -15,13 +14,9 @@ import pytest
 from taskmill.testing.controlplane import ControlPlane
 from taskmill.testing.stack import start_worker
 from tests.conftest import OperatorHandle
-from tests.e2e.helpers import apply, get, task, wait_phase, warning_reasons
+from tests.e2e.helpers import apply, get, queue, stamp, task, wait_phase, warning_reasons
 
 pytestmark = pytest.mark.integration
-
-
-def _stamp(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _wait_for(plane: ControlPlane, namespace: str, name: str, jsonpath: str, value: str) -> None:
@@ -60,8 +55,8 @@ def test_a_chain_runs_in_order(crds: ControlPlane, worker: str, namespace: str) 
     c3 = wait_phase(crds, namespace, "c3", "Succeeded")
     c2, c1 = get(crds, namespace, "c2"), get(crds, namespace, "c1")
 
-    assert _stamp(c2["status"]["startedAt"]) >= _stamp(c1["status"]["finishedAt"])
-    assert _stamp(c3["status"]["startedAt"]) >= _stamp(c2["status"]["finishedAt"])
+    assert stamp(c2["status"]["startedAt"]) >= stamp(c1["status"]["finishedAt"])
+    assert stamp(c3["status"]["startedAt"]) >= stamp(c2["status"]["finishedAt"])
 
 
 def test_a_dependant_of_a_dead_task_is_dead_and_an_on_failure_follow_up_runs(
@@ -139,12 +134,7 @@ def test_cancel_stops_a_running_handler(crds: ControlPlane, worker: str, namespa
     apply(
         crds,
         namespace,
-        {
-            "apiVersion": "taskmill.dev/v1alpha1",
-            "kind": "TaskQueue",
-            "metadata": {"name": "quick"},
-            "spec": {"leaseSeconds": 5},
-        },
+        queue("quick", leaseSeconds=5),
     )
     apply(crds, namespace, task("long", "sleep", queue="quick", payload={"seconds": 120}))
     wait_phase(crds, namespace, "long", "Running")
@@ -183,12 +173,7 @@ def test_a_killed_workers_task_runs_again_after_its_lease_expires(
     apply(
         crds,
         namespace,
-        {
-            "apiVersion": "taskmill.dev/v1alpha1",
-            "kind": "TaskQueue",
-            "metadata": {"name": "short"},
-            "spec": {"leaseSeconds": 5},
-        },
+        queue("short", leaseSeconds=5),
     )
     apply(
         crds,
@@ -241,12 +226,7 @@ def test_progress_reported_by_a_handler_reaches_the_status(
     apply(
         crds,
         namespace,
-        {
-            "apiVersion": "taskmill.dev/v1alpha1",
-            "kind": "TaskQueue",
-            "metadata": {"name": "chatty"},
-            "spec": {"leaseSeconds": 5},
-        },
+        queue("chatty", leaseSeconds=5),
     )
     apply(crds, namespace, task("progressing", "sleep", queue="chatty", payload={"seconds": 20}))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 from typing import Any
@@ -10,18 +9,9 @@ from typing import Any
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
-from tests.e2e.helpers import apply, task, wait_phase, warning_reasons
+from tests.e2e.helpers import apply, queue, stamp, task, wait_phase, warning_reasons
 
 pytestmark = pytest.mark.integration
-
-
-def queue(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "taskmill.dev/v1alpha1",
-        "kind": "TaskQueue",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def test_a_task_waits_for_a_missing_queue_and_starts_when_it_appears(
@@ -95,10 +85,6 @@ def _wait_all(plane: ControlPlane, namespace: str, phase: str, timeout: int = 12
     return items
 
 
-def _stamp(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def test_a_rate_limit_of_5_per_second_never_starts_more_than_6_in_a_second(
     crds: ControlPlane, worker: str, namespace: str
 ) -> None:
@@ -107,7 +93,7 @@ def test_a_rate_limit_of_5_per_second_never_starts_more_than_6_in_a_second(
 
     tasks = _wait_all(crds, namespace, "Succeeded")
 
-    starts = sorted(_stamp(t["status"]["startedAt"]) for t in tasks)
+    starts = sorted(stamp(t["status"]["startedAt"]) for t in tasks)
     assert len(starts) == 20
     busiest = max(sum(1 for s in starts if first <= s < first + 1.0) for first in starts)
     assert busiest <= 6
@@ -123,7 +109,7 @@ def test_queue_concurrency_bounds_the_tasks_running_at_once(
     tasks = _wait_all(crds, namespace, "Succeeded")
 
     spans = sorted(
-        (_stamp(t["status"]["startedAt"]), _stamp(t["status"]["finishedAt"])) for t in tasks
+        (stamp(t["status"]["startedAt"]), stamp(t["status"]["finishedAt"])) for t in tasks
     )
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.005  # one at a time (clock granularity: 1 ms)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from taskmill.controller.events import EventRecorder
 from taskmill.controller.payloads import BadPayload, resolve_payload
-from taskmill.controller.records import Stats, TaskRecord, limits_of, newer
+from taskmill.controller.records import TaskRecord, limits_of, newer
 from taskmill.controller.settings import OperatorSettings
 from taskmill.controller.status_writer import StatusPatch, StatusWriter
 from taskmill.dispatch import transitions
@@ -100,7 +100,6 @@ class Engine:
         self.events = EventRecorder(
             client, per_second=settings.events_per_second, component=settings.instance
         )
-        self.stats = Stats()
         self._changed = asyncio.Event()
         self._completing: set[str] = set()
         #: Leases of Tasks cancelled or deleted while running: heartbeats say cancel.
@@ -567,7 +566,6 @@ class Engine:
             )
         except ApiError as exc:
             self._end_lease(lease.id)
-            self.stats.lease_conflicts += 1
             if not (exc.is_conflict or exc.is_not_found):
                 log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
                 self._requeue(record)
@@ -578,7 +576,6 @@ class Engine:
             self._requeue(record)
             return None
         self._adopt(record, updated)
-        self.stats.leased += 1
         return LeasedTask(
             lease_id=lease.id,
             namespace=item.key[0],
@@ -656,7 +653,6 @@ class Engine:
         if request.outcome == Outcome.SUCCEEDED:
             size = len(orjson.dumps(request.result))
             if size <= RESULT_MAX_BYTES:
-                self.stats.succeeded += 1
                 return transitions.succeeded(status, lease, request.result, now)
             error = ReportedError(
                 type="ResultTooLarge",
@@ -666,7 +662,6 @@ class Engine:
             return transitions.failed(status, lease, error, now, retry, self.rng)
         error = request.error or ReportedError(message="failed without an error")
         outcome = AttemptOutcome.TIMED_OUT if error.timed_out else AttemptOutcome.FAILED
-        self.stats.failed += 1
         return transitions.failed(status, lease, error, now, retry, self.rng, outcome)
 
     def _retry_settings(self, key: TaskKey) -> transitions.RetrySettings:
@@ -733,7 +728,6 @@ class Engine:
         status = body.get("status") or {}
         last = (status.get("history") or [{}])[-1]
         if status.get("phase") == Phase.DEAD.value:
-            self.stats.dead += 1
             reason = status.get("reason", Reason.ATTEMPTS_EXHAUSTED.value)
             await self.events.record(body, "Warning", reason, status.get("message", ""))
         elif last.get("outcome") == AttemptOutcome.LEASE_EXPIRED.value:
@@ -801,29 +795,20 @@ class Engine:
         self, record: TaskRecord, write: Coroutine[Any, Any, bool], reason: Reason, message: str
     ) -> None:
         if await write:
-            self.stats.dead += 1
             log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
             await self.events.record(record.body, "Warning", reason.value, message)
 
     def _cancel(self, record: TaskRecord) -> Coroutine[Any, Any, bool]:
         lease = self._end_lease_of(record.key)
         now = self.clock.now()
-        patch: StatusPatch = {
-            "phase": Phase.CANCELLED.value,
-            "reason": Reason.CANCELLED.value,
-            "message": "cancelled by spec.cancel" if record.task.spec.cancel else "deleted",
-            "finishedAt": transitions.iso(now),
-            "lease": None,
-            "nextAttemptAt": None,
-        }
-        if lease is not None:
+        if lease is not None:  # its worker hears it from the next heartbeat
             self._cancelled[lease.id] = now + lease.lease_seconds
-            patch["history"] = transitions._history(
-                record.task.status, lease, now, AttemptOutcome.CANCELLED, None
-            )
         if record.task.metadata.deletion_timestamp is not None:
-            patch = {}  # being deleted: nothing to record
-        return self._write_quietly(record, patch) if patch else _done(False)
+            return _done(False)  # being deleted: nothing to record
+        why = "cancelled by spec.cancel" if record.task.spec.cancel else "deleted"
+        return self._write_quietly(
+            record, transitions.cancelled(record.task.status, lease, why, now)
+        )
 
     async def _reject_invalid(
         self, key: TaskKey, body: dict[str, Any], exc: ValidationError
@@ -898,7 +883,6 @@ class Engine:
             self._spawn(self._delete_expired(record.key, record.uid))
 
     async def _expire(self, lease: LeaseInfo) -> None:
-        self.stats.expired += 1
         log.info("lease %s of %s/%s expired (worker %s)", lease.id, *lease.key, lease.worker)
         error = ReportedError(
             type=Reason.LEASE_EXPIRED.value,

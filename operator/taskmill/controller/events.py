@@ -12,34 +12,17 @@ import time
 import uuid
 from typing import Any
 
+from taskmill.dispatch.tokenbucket import TokenBucket
 from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 
 log = logging.getLogger(__name__)
 
 
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 class EventRecorder:
     def __init__(self, client: KubeClient, *, per_second: float, component: str) -> None:
         self._client = client
-        self._bucket = TokenBucket(per_second, per_second * 4, time.monotonic())
+        self._bucket = TokenBucket.full(per_second, per_second * 4, time.monotonic())
         self._component = component
         self.dropped = 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from taskmill.dispatch.dispatcher import Limits
@@ -23,17 +23,6 @@ class TaskRecord:
     @property
     def status(self) -> TaskStatus:
         return self.task.status or TaskStatus()
-
-
-@dataclass
-class Stats:
-    leased: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    dead: int = 0
-    expired: int = 0
-    lease_conflicts: int = 0
-    lease_latency: list[float] = field(default_factory=list)
 
 
 def limits_of(spec: TaskQueueSpec) -> Limits:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -47,4 +47,3 @@ class OperatorSettings:
     leader_renew_deadline_seconds: float = 10.0
     #: How often the leader renews and standbys try to acquire.
     leader_retry_seconds: float = 2.0
-    extra: dict[str, str] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from taskmill.dispatch.keys import TaskKey
+from taskmill.dispatch.tokenbucket import TokenBucket
 
 LaneKey = tuple[str, str, str]
 """``(namespace, queue, type)``."""
@@ -81,24 +82,6 @@ UNLIMITED = Limits()
 
 
 @dataclass(slots=True)
-class _Bucket:
-    per_second: float
-    burst: int
-    tokens: float
-    stamp: float
-
-    def refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.per_second)
-            self.stamp = now
-
-    def ready_at(self) -> float:
-        """When the next whole token is there (``stamp`` if now)."""
-        missing = 1.0 - self.tokens
-        return self.stamp if missing <= 0 else self.stamp + missing / self.per_second
-
-
-@dataclass(slots=True)
 class _Lane:
     key: LaneKey
     heap: list[tuple[int, float, int, TaskKey]] = field(default_factory=list)
@@ -107,7 +90,7 @@ class _Lane:
     #: Whether a live record of this lane is in its type's lane heap.
     listed: bool = False
     #: Token bucket, if the queue rate-limits this type.
-    bucket: _Bucket | None = None
+    bucket: TokenBucket | None = None
     #: When a token wait for this lane is already scheduled.
     wake_at: float = -1.0
     #: The (priority, served) key its live record in the type heap carries.
@@ -147,7 +130,7 @@ class Dispatcher:
             elif lane.bucket is None or (lane.bucket.per_second, lane.bucket.burst) != rate:
                 # A new or changed bucket starts full: like a fresh queue.
                 stamp = lane.bucket.stamp if lane.bucket else 0.0
-                lane.bucket = _Bucket(rate[0], rate[1], float(rate[1]), stamp)
+                lane.bucket = TokenBucket.full(rate[0], rate[1], stamp)
             if old != limits:
                 self._relist(lane)
 
@@ -294,7 +277,7 @@ class Dispatcher:
             self._queue_lanes.setdefault(lane_key[:2], []).append(lane)
             rate = self.limits(lane_key[:2]).rate(lane_key[2])
             if rate is not None:
-                lane.bucket = _Bucket(rate[0], rate[1], float(rate[1]), 0.0)
+                lane.bucket = TokenBucket.full(rate[0], rate[1], 0.0)
         return lane
 
     def _lanes_of(self, queue: QueueKey) -> list[_Lane]:

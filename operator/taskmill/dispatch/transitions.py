@@ -149,6 +149,23 @@ def retried(status: TaskStatus | None, value: str) -> StatusPatch:
     }
 
 
+def cancelled(
+    status: TaskStatus | None, lease: LeaseInfo | None, message: str, now: float
+) -> StatusPatch:
+    """``spec.cancel`` (or deletion): Cancelled; a running attempt goes into the history."""
+    patch: StatusPatch = {
+        "phase": Phase.CANCELLED.value,
+        "reason": Reason.CANCELLED.value,
+        "message": message,
+        "finishedAt": iso(now),
+        "lease": None,
+        "nextAttemptAt": None,
+    }
+    if lease is not None:
+        patch["history"] = _history(status, lease, now, AttemptOutcome.CANCELLED, None)
+    return patch
+
+
 def dead(status: TaskStatus | None, reason: Reason, message: str, now: float) -> StatusPatch:
     """Dead without an attempt running (bad input, deadline, failed dependency)."""
     return _dead(status, reason, message, now) | {"lease": None}
