@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,8 +202,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             used = meter.stop()
             writes = harness.apiserver_writes(plane)
             if profiler is not None:
-                profiler.terminate()
-                profiler.wait(60)
+                # py-spy writes its output on SIGINT, as on Ctrl-C.
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(120)
             results["pipeline"] = summary_of(count, seconds, writes, before, used)
             results["pipeline"]["lease_latency_p99_bucket_s"] = lease_p99(stack)
             await verify_succeeded(api, "pipeline", count + WARM_UP)

@@ -39,7 +39,6 @@ from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseBook, LeaseInfo
 from taskmill.kube.client import ApiError, KubeClient, path
-from taskmill.models.base import API_VERSION
 from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
@@ -110,7 +109,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Latest progress reported per running Task, not yet written.
         self._progress: dict[TaskKey, tuple[str, dict[str, Any]]] = {}
-        #: Whether the initial list of Tasks has been taken in (see load_tasks).
+        #: Whether the initial list of Tasks has been taken in (see mark_synced).
         self.synced = False
         #: TaskQueues by (namespace, name), read live from their watch.
         self.queues: dict[tuple[str, str], TaskQueueSpec] = {}
@@ -158,26 +157,19 @@ class Engine:
         if known is None:
             self._wake_dependents(key)  # it may be a dependency others wait for
 
-    async def load_tasks(self, namespaces: tuple[str, ...], page: int = 500) -> int:
-        """List every Task (in pages) before the watch starts: the state a
-        restarted operator works from. Until this is done the lease API answers
-        503, so a worker finishing an attempt across a restart retries instead
-        of being told its lease is unknown. Returns the number of Tasks."""
-        urls = [path(Task.RESOURCE_PLURAL, ns) for ns in namespaces] or [path(Task.RESOURCE_PLURAL)]
-        count = 0
-        for url in urls:
-            params = {"limit": str(page)}
-            while True:
-                listed = await self.client.get(url, params=params)
-                for item in listed.get("items", []):
-                    item.setdefault("apiVersion", API_VERSION)
-                    item.setdefault("kind", "Task")
-                    self.observe(None, item)
-                    count += 1
-                token = listed.get("metadata", {}).get("continue")
-                if not token:
-                    break
-                params = {"limit": str(page), "continue": token}
+    def known_in(self, namespace: str | None) -> dict[TaskKey, str]:
+        """Key and uid of the Tasks known in a namespace (all of them for ``None``)."""
+        return {
+            key: record.uid
+            for key, record in self.records.items()
+            if namespace is None or key[0] == namespace
+        }
+
+    def mark_synced(self) -> None:
+        """Every Task has been listed (see :class:`~taskmill.controller.informer.TaskInformer`):
+        the state a restarted operator works from. Until then the lease API
+        answers 503, so a worker finishing an attempt across a restart retries
+        instead of being told its lease is unknown."""
         self.synced = True
         # Dependencies not listed during the load really are missing now: say so.
         for dependency, dependents in list(self._dependents.items()):
@@ -185,7 +177,6 @@ class Engine:
                 for key in sorted(dependents):
                     if (record := self.records.get(key)) is not None:
                         self._schedule(record)
-        return count
 
     async def load_queues(self, namespaces: tuple[str, ...]) -> None:
         """List TaskQueues before Tasks are watched, so no Task is wrongly

@@ -1,9 +1,11 @@
-"""``taskmill operator``: kopf watches, the engine, and the lease API in one loop.
+"""``taskmill operator``: the watches, the engine, and the lease API in one loop.
 
-kopf is embedded (``kopf.operator``) with its own registry, and only
-``@kopf.on.event`` handlers are registered: they write nothing to the
-objects (no finalizers, no annotations, no handler status), so the API sees
-only the writes listed in :mod:`taskmill.controller.status_writer`.
+kopf is embedded (``kopf.operator``) with its own registry for TaskQueues and
+CronTasks, and only ``@kopf.on.event`` handlers are registered: they write
+nothing to the objects (no finalizers, no annotations, no handler status), so
+the API sees only the writes listed in
+:mod:`taskmill.controller.status_writer`. Tasks, the hot path, come through
+:class:`~taskmill.controller.informer.TaskInformer` instead (why: see there).
 
 With leader election (:mod:`taskmill.controller.leader`) the lease API starts
 at once (standbys answer ``/readyz`` and the lease routes with 503) but
@@ -22,6 +24,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -30,6 +33,7 @@ from aiohttp import web
 import taskmill
 from taskmill.controller.cron import CRONTASK_LABEL, CronThread
 from taskmill.controller.engine import Engine, LeaseConflict
+from taskmill.controller.informer import TaskInformer
 from taskmill.controller.leader import LeaderElector
 from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
@@ -50,7 +54,6 @@ def build_registry(
     engine: Engine,
     connection: kube_config.KubeConfig,
     cron: CronThread | None = None,
-    metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -83,35 +86,43 @@ def build_registry(
     async def queue_event(event: kopf.RawEvent, **_: Any) -> None:
         engine.observe_queue(event.get("type"), dict(event["object"]))
 
-    @kopf.on.event(GROUP, VERSION, "tasks", registry=registry)
-    async def task_event(event: kopf.RawEvent, **_: Any) -> None:
-        engine.observe(event.get("type"), dict(event["object"]))
-        if metrics is not None:
-            metrics.observe(event.get("type"), event["object"])
-
     if cron is not None:
 
         @kopf.on.event(GROUP, VERSION, "crontasks", registry=registry)
         async def crontask_event(event: kopf.RawEvent, **_: Any) -> None:
             cron.observe(event.get("type"), dict(event["object"]))
 
-        @kopf.on.event(
-            GROUP, VERSION, "tasks", labels={CRONTASK_LABEL: kopf.PRESENT}, registry=registry
-        )
-        async def cron_child_event(event: kopf.RawEvent, **_: Any) -> None:
-            cron.observe_task(event.get("type"), dict(event["object"]))
-
     return registry
 
 
-async def _load_state(engine: Engine, settings: OperatorSettings, stop: asyncio.Event) -> None:
+def task_sink(
+    engine: Engine, cron: CronThread | None = None, metrics: OperatorMetrics | None = None
+) -> Callable[[str | None, dict[str, Any]], None]:
+    """Where the Task informer's events go: the engine, metrics, and the
+    CronTask controller for Tasks it created."""
+
+    def take(event_type: str | None, body: dict[str, Any]) -> None:
+        engine.observe(event_type, body)
+        if metrics is not None:
+            metrics.observe(event_type, body)
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        if cron is not None and CRONTASK_LABEL in labels:
+            cron.observe_task(event_type, body)
+
+    return take
+
+
+async def _load_state(
+    engine: Engine, informer: TaskInformer, settings: OperatorSettings, stop: asyncio.Event
+) -> None:
     """Load the TaskQueues, then the Tasks, retrying while the API server is unreachable."""
     delay = 0.5
     while not stop.is_set():
         try:
             await engine.load_queues(settings.namespaces)
             started = time.monotonic()
-            count = await engine.load_tasks(settings.namespaces)
+            count = await informer.list_all()
+            engine.mark_synced()
             log.info("loaded %d Tasks in %.1fs", count, time.monotonic() - started)
             return
         except (ApiError, OSError, TimeoutError) as exc:
@@ -208,17 +219,21 @@ async def run(
         await runner.cleanup()
         await client.close()
         return
-    await _load_state(engine, settings, stop)
+    informer = TaskInformer(
+        client, settings.namespaces, task_sink(engine, cron, metrics), engine.known_in
+    )
+    await _load_state(engine, informer, settings, stop)
     timers = asyncio.create_task(engine.run_timers(), name="timers")
+    watching = asyncio.create_task(informer.watch(stop), name="task-watch")
     cron_timers = asyncio.create_task(cron.run(), name="cron")
     keeper = None
     if elector is not None:
         keeper = asyncio.create_task(
-            _keep_leading(elector, stop, timers, cron_timers), name="leader"
+            _keep_leading(elector, stop, timers, cron_timers, watching), name="leader"
         )
     try:
         await kopf.operator(
-            registry=build_registry(engine, connection, cron, metrics),
+            registry=build_registry(engine, connection, cron),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
@@ -227,11 +242,14 @@ async def run(
         )
     finally:
         timers.cancel()
+        watching.cancel()
         cron_timers.cancel()
         await asyncio.gather(cron_timers, return_exceptions=True)
         if keeper is not None:
             keeper.cancel()
-        await asyncio.gather(timers, *([keeper] if keeper else []), return_exceptions=True)
+        await asyncio.gather(
+            timers, watching, *([keeper] if keeper else []), return_exceptions=True
+        )
         await engine.close()
         await runner.cleanup()
         if elector is not None and not elector.lost.is_set():
