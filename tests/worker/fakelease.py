@@ -21,6 +21,11 @@ class FakeLeaseApi:
         self.heartbeats: list[HeartbeatRequest] = []
         self.completes: list[CompleteRequest] = []
         self.cancelled: set[str] = set()
+        #: Completions are answered once this is set, as the operator answers
+        #: only after the Task's status is written; ``held`` counts waiting ones.
+        self.answer_completes = asyncio.Event()
+        self.answer_completes.set()
+        self.held = 0
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -87,7 +92,12 @@ class FakeLeaseApi:
         return web.json_response({"expiresAt": expires, "cancel": body.lease_id in self.cancelled})
 
     async def _complete(self, request: web.Request) -> web.Response:
-        self.completes.append(CompleteRequest.model_validate(await request.json()))
+        body = CompleteRequest.model_validate(await request.json())
+        self.held += 1
+        await self._notify()
+        await self.answer_completes.wait()
+        self.held -= 1
+        self.completes.append(body)
         await self._notify()
         return web.Response(status=204)
 

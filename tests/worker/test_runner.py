@@ -143,6 +143,29 @@ async def test_each_kind_of_ending_is_reported_and_the_worker_lives_on(
     assert worker.completed == 4
 
 
+async def test_a_slot_frees_when_its_handler_returns_not_when_the_outcome_lands(
+    api: FakeLeaseApi,
+) -> None:
+    api.answer_completes.clear()  # the operator is slow to write statuses
+    worker, run = start(api, Gate(), concurrency=1)
+    for _ in range(3):
+        await api.add("ok")
+    # One slot, yet all three ran: none waited for an earlier outcome to land.
+    await api.wait_for(lambda: api.held == 3)
+    assert api.queue == []
+    assert worker.completed == 0
+
+    worker.stop()
+    await api.wait_for(lambda: worker.running == 0)
+    # Stopping waits for the outcomes still on their way.
+    done, _ = await asyncio.wait({run}, timeout=0.3)
+    assert run not in done
+    api.answer_completes.set()
+    await asyncio.wait_for(run, 20)
+    assert [c.outcome for c in api.completes] == [Outcome.SUCCEEDED] * 3
+    assert worker.completed == 3
+
+
 async def test_progress_rides_on_the_next_heartbeat(api: FakeLeaseApi) -> None:
     gate = Gate()
     worker, run = start(api, gate)

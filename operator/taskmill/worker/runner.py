@@ -5,6 +5,10 @@ Slots: ``concurrency`` handlers run at once. The loop asks the operator for
 exactly ``concurrency - running`` Tasks (never zero: with no free slot it
 waits for one to free up), only of the registered types, in a long poll.
 
+Outcomes: a slot frees as soon as its handler returns; the outcome is
+delivered in the background (the operator answers only once the Task's status
+is written), and shutdown waits for every outcome to be delivered.
+
 Heartbeats: every ``heartbeatSeconds`` (from the lease) per running Task; the
 latest ``ctx.progress(...)`` rides along (the buffer holds one report, so a
 chatty handler never grows memory or blocks). A reply saying ``cancel`` (the
@@ -106,6 +110,8 @@ class Worker:
             max_workers=settings.concurrency * 2, thread_name_prefix="taskmill-handler"
         )
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: Outcomes on their way to the operator (their slots are free already).
+        self._reports: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -287,9 +293,20 @@ class Worker:
         finally:
             beats.cancel()
         seconds = time.monotonic() - started
-        await self._report(outcome)
         self.metrics.finished(leased.type, _outcome_label(outcome), seconds)
-        self.completed += 1
+        # The slot is free once the handler is done: the outcome is delivered
+        # in the background. The operator answers a completion only after the
+        # Task's status is written, and a slot held for that write would
+        # leave the worker idle for a round trip to the API server per Task.
+        # The lease stays ours until the outcome lands, so a worker that dies
+        # now loses nothing: the lease expires and the Task is retried.
+        report = asyncio.create_task(self._deliver(outcome), name=f"report-{leased.name}")
+        self._reports.add(report)
+        report.add_done_callback(self._reports.discard)
+
+    async def _deliver(self, outcome: CompleteRequest) -> None:
+        if await self._report(outcome):
+            self.completed += 1
 
     async def _heartbeats(
         self, leased: LeasedTask, cancel: asyncio.Event, progress: _ProgressBuffer
@@ -313,25 +330,35 @@ class Worker:
                 cancel.set()
                 return
 
-    async def _report(self, request: CompleteRequest) -> None:
-        """Deliver the outcome; retry a while if the operator is unreachable."""
+    async def _report(self, request: CompleteRequest) -> bool:
+        """Deliver the outcome; retry a while if the operator is unreachable.
+        Returns whether the operator took it."""
         for attempt in range(8):
             try:
                 await self.client.complete(request)
-                return
+                return True
             except LeaseLost:
                 log.warning(
                     "outcome of lease %s refused: the lease is no longer ours", request.lease_id
                 )
-                return
+                return False
             except LeaseApiError as exc:
                 self.metrics.lease_errors.inc()
                 delay = min(5.0, 0.1 * 2**attempt)
                 log.warning("complete failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
         log.error("gave up reporting lease %s; its lease will expire", request.lease_id)
+        return False
 
     async def _drain(self) -> None:
+        await self._drain_running()
+        if self._reports:
+            # Outcomes are delivered whatever the grace period: each gives up
+            # on its own after its retries (about 20 s of an absent operator).
+            log.info("delivering %d outcomes", len(self._reports))
+            await asyncio.wait(set(self._reports))
+
+    async def _drain_running(self) -> None:
         if not self._running:
             return
         running = list(self._running.values())
