@@ -135,9 +135,7 @@ class CpuMeter:
         self._self_start = time.process_time()
 
     def stop(self) -> dict[str, float]:
-        self.used = {
-            name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()
-        }
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
         self.used["benchmark client"] = time.process_time() - self._self_start
         return self.used
 
@@ -227,10 +225,13 @@ class Stack:
     lease_url: str = ""
     workers: list[Process] = field(default_factory=list)
 
-    def start_operator(self, extra_args: Sequence[str] = ()) -> None:
+    def start_operator(self, extra_args: Sequence[str] = (), *, port: int | None = None) -> None:
+        """Start the operator and wait for ``/readyz``. ``port`` (default: a free
+        one) lets a restarted operator take over the lease URL its workers poll."""
         self.operator, self.lease_url = start_operator(
             self.plane,
             self.workdir / "operator.log",
+            port=port,
             extra_args=["--log-level", "WARNING", *extra_args],
             timeout=600,
         )
@@ -303,9 +304,7 @@ async def create_namespace(api: KubeClient, name: str) -> None:
     await api.create("/api/v1/namespaces", body)
 
 
-async def run_bounded(
-    count: int, concurrency: int, job: Callable[[int], Awaitable[None]]
-) -> None:
+async def run_bounded(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> None:
     """Run ``job(0..count-1)`` with at most ``concurrency`` at once."""
     next_index = 0
 
@@ -320,12 +319,13 @@ async def run_bounded(
 
 
 async def wait_for(
-    condition: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = ""
+    condition: Callable[[], bool], limit: float, interval: float = 0.05, what: str = ""
 ) -> None:
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until it holds; TimeoutError after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout:g}s: {what}")
+            raise TimeoutError(f"not reached within {limit:g}s: {what}")
         await asyncio.sleep(interval)
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+
 from taskmill.dispatch.leases import LeaseInfo
 from taskmill.dispatch.transitions import leased, succeeded
 from taskmill.kube.client import KubeClient
@@ -155,8 +156,19 @@ def start_profiler(pid: int, target: Path) -> subprocess.Popen[bytes] | None:
         print("py-spy not installed (pip install py-spy): not profiling", file=sys.stderr)
         return None
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "speedscope",
-         "--output", str(target), "--nonblocking"],
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--format",
+            "speedscope",
+            "--output",
+            str(target),
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -231,10 +243,11 @@ async def warm_up(api: KubeClient, stack: harness.Stack, namespace: str) -> None
             harness.tasks_path(namespace), harness.task_manifest(f"warm-{index}", namespace)
         )
     await harness.wait_for(
-        lambda: stack.operator_metric("taskmill_task_transitions_total", 'phase="Succeeded"')
-        - baseline
-        >= WARM_UP,
-        timeout=300,
+        lambda: (
+            stack.operator_metric("taskmill_task_transitions_total", 'phase="Succeeded"') - baseline
+            >= WARM_UP
+        ),
+        limit=300,
         what="warm-up Tasks Succeeded",
     )
 
