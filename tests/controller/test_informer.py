@@ -48,8 +48,8 @@ def manifest(name: str) -> dict[str, Any]:
     }
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], bool], what: str, limit: float = 20) -> None:
+    deadline = time.monotonic() + limit
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)

@@ -142,15 +142,29 @@ def test_lease_api_refuses_malformed_calls_and_unknown_leases(worker: str) -> No
             await call("/v1/complete", b'{"leaseId": "nope", "outcome": "succeeded"}'),
             await call("/v1/heartbeat", b'{"leaseId": "nope"}'),
             await call("/v1/complete", b'{"leaseId": "x", "outcome": "exploded"}'),
+            await call("/v1/outcomes", b'{"outcomes": []}'),
+            await call(
+                "/v1/outcomes",
+                b'{"outcomes": [{"leaseId": "a", "outcome": "succeeded"},'
+                b' {"leaseId": "b", "outcome": "failed"}]}',
+            ),
         ]
 
     results = asyncio.run(calls())
 
-    assert [status for status, _ in results] == [400, 400, 400, 409, 409, 400]
+    assert [status for status, _ in results] == [400, 400, 400, 409, 409, 400, 400, 200]
     assert results[0][1]["error"] == "MalformedJSON"
     assert "types" in results[1][1]["message"]
     assert "max" in results[2][1]["message"]
     assert "outcome" in results[5][1]["message"]
+    assert "outcomes" in results[6][1]["message"]
+    # Each outcome of a batch is answered on its own, like a 409 of /v1/complete.
+    assert results[7][1] == {
+        "results": [
+            {"leaseId": "a", "error": "LeaseConflict"},
+            {"leaseId": "b", "error": "LeaseConflict"},
+        ]
+    }
 
 
 def test_a_task_no_worker_handles_waits_with_a_reason(

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from taskmill.models.lease import CompleteRequest, HeartbeatRequest, LeaseRequest
+from taskmill.models.lease import CompleteRequest, HeartbeatRequest, LeaseRequest, OutcomesRequest
 
 
 class FakeLeaseApi:
@@ -26,6 +26,8 @@ class FakeLeaseApi:
         self.answer_completes = asyncio.Event()
         self.answer_completes.set()
         self.held = 0
+        #: Outcomes per ``/v1/outcomes`` request.
+        self.outcome_batches: list[int] = []
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -91,21 +93,31 @@ class FakeLeaseApi:
         expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)).isoformat()
         return web.json_response({"expiresAt": expires, "cancel": body.lease_id in self.cancelled})
 
-    async def _complete(self, request: web.Request) -> web.Response:
-        body = CompleteRequest.model_validate(await request.json())
+    async def _take(self, body: CompleteRequest) -> None:
         self.held += 1
         await self._notify()
         await self.answer_completes.wait()
         self.held -= 1
         self.completes.append(body)
         await self._notify()
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        await self._take(CompleteRequest.model_validate(await request.json()))
         return web.Response(status=204)
+
+    async def _outcomes(self, request: web.Request) -> web.Response:
+        body = OutcomesRequest.model_validate(await request.json())
+        self.outcome_batches.append(len(body.outcomes))
+        await asyncio.gather(*(self._take(item) for item in body.outcomes))
+        results = [{"leaseId": item.lease_id} for item in body.outcomes]
+        return web.json_response({"results": results})
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/lease", self._lease)
         app.router.add_post("/v1/heartbeat", self._heartbeat)
         app.router.add_post("/v1/complete", self._complete)
+        app.router.add_post("/v1/outcomes", self._outcomes)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

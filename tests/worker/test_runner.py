@@ -150,9 +150,10 @@ async def test_a_slot_frees_when_its_handler_returns_not_when_the_outcome_lands(
     worker, run = start(api, Gate(), concurrency=1)
     for _ in range(3):
         await api.add("ok")
-    # One slot, yet all three ran: none waited for an earlier outcome to land.
-    await api.wait_for(lambda: api.held == 3)
-    assert api.queue == []
+    # One slot, yet all three ran: none waited for an earlier outcome to land
+    # (two reports are in flight, the third waits in the outbox).
+    await api.wait_for(lambda: api.held == 2 and worker.outbox.waiting == 1)
+    assert worker.running == 0
     assert worker.completed == 0
 
     worker.stop()
@@ -164,6 +165,23 @@ async def test_a_slot_frees_when_its_handler_returns_not_when_the_outcome_lands(
     await asyncio.wait_for(run, 20)
     assert [c.outcome for c in api.completes] == [Outcome.SUCCEEDED] * 3
     assert worker.completed == 3
+
+
+async def test_outcomes_finishing_while_reports_are_in_flight_travel_together(
+    api: FakeLeaseApi,
+) -> None:
+    api.answer_completes.clear()
+    worker, run = start(api, Gate(), concurrency=4)
+    for _ in range(10):
+        await api.add("ok")
+    await api.wait_for(lambda: api.held == 2 and worker.outbox.waiting == 8)
+    api.answer_completes.set()
+    await api.wait_for(lambda: len(api.completes) == 10)
+    await stop(worker, run)
+    # Two reports went out at once; the eight that finished meanwhile
+    # travelled together in the next one.
+    assert api.outcome_batches == [1, 1, 8]
+    assert worker.completed == 10
 
 
 async def test_progress_rides_on_the_next_heartbeat(api: FakeLeaseApi) -> None:

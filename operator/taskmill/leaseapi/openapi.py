@@ -18,6 +18,12 @@ ROUTES: tuple[tuple[str, str, type[BaseModel], type[BaseModel] | None], ...] = (
         wire.HeartbeatResponse,
     ),
     ("/v1/complete", "Report the outcome of an attempt", wire.CompleteRequest, None),
+    (
+        "/v1/outcomes",
+        "Report the outcomes of several attempts, each answered on its own",
+        wire.OutcomesRequest,
+        wire.OutcomesResponse,
+    ),
 )
 
 

@@ -15,6 +15,7 @@ returning False
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -32,6 +33,9 @@ from taskmill.models.lease import (
     LeasedTask,
     LeaseRequest,
     LeaseResponse,
+    OutcomeResult,
+    OutcomesRequest,
+    OutcomesResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -153,6 +157,25 @@ def build_app(
         await backend.complete(body, worker(request, caller))
         return web.Response(status=204)
 
+    async def outcomes(request: web.Request) -> web.Response:
+        if isinstance(caller := await guard(request), web.Response):
+            return caller
+        body = await _parse(request, OutcomesRequest)
+        holder = worker(request, caller)
+        settled = await asyncio.gather(
+            *(backend.complete(item, holder) for item in body.outcomes), return_exceptions=True
+        )
+        results = []
+        for item, outcome in zip(body.outcomes, settled, strict=True):
+            error = None
+            if isinstance(outcome, conflict):
+                error = "LeaseConflict"
+            elif isinstance(outcome, BaseException):
+                log.error("outcome of lease %s failed", item.lease_id, exc_info=outcome)
+                error = "InternalError"
+            results.append(OutcomeResult(lease_id=item.lease_id, error=error))
+        return _json(200, OutcomesResponse(results=results).to_api())
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -166,6 +189,7 @@ def build_app(
     app.router.add_post("/v1/lease", lease)
     app.router.add_post("/v1/heartbeat", heartbeat)
     app.router.add_post("/v1/complete", complete)
+    app.router.add_post("/v1/outcomes", outcomes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", spec)

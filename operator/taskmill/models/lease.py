@@ -4,7 +4,10 @@ A worker long-polls ``POST /v1/lease`` for as many Tasks as it has free
 slots, of the types it handles. Each granted Task carries a ``leaseId``
 that is already recorded in the Task's status. While the handler runs the
 worker sends ``POST /v1/heartbeat`` every ``heartbeatSeconds``; the reply says
-whether the Task was cancelled. ``POST /v1/complete`` reports the outcome.
+whether the Task was cancelled. ``POST /v1/complete`` reports the outcome;
+``POST /v1/outcomes`` reports several at once, each answered on its own (a
+busy worker sends what finished while its previous report was in flight, so
+one request carries many outcomes).
 Any call naming a lease that is no longer current (expired, foreign, or
 already completed) gets ``409 Conflict`` and changes nothing.
 """
@@ -102,6 +105,21 @@ class CompleteRequest(WireModel):
     outcome: Outcome
     result: Any | None = None
     error: ReportedError | None = None
+
+
+class OutcomesRequest(WireModel):
+    outcomes: list[CompleteRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class OutcomeResult(WireModel):
+    lease_id: str
+    #: ``None``: taken. ``LeaseConflict``: the lease is not current (as a 409
+    #: of ``/v1/complete``). ``InternalError``: not taken; report it again.
+    error: str | None = None
+
+
+class OutcomesResponse(WireModel):
+    results: list[OutcomeResult]
 
 
 class ErrorBody(WireModel):

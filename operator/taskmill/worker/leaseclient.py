@@ -24,6 +24,8 @@ from taskmill.models.lease import (
     LeasedTask,
     LeaseRequest,
     LeaseResponse,
+    OutcomeResult,
+    OutcomesResponse,
 )
 
 
@@ -100,8 +102,8 @@ class LeaseClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _post(self, route: str, body: dict[str, Any], limit_seconds: float) -> Any:
-        data = orjson.dumps(body)
+    async def _post(self, route: str, body: dict[str, Any] | bytes, limit_seconds: float) -> Any:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
         try:
             for retry in (False, True):
                 async with self.session.post(
@@ -135,3 +137,9 @@ class LeaseClient:
 
     async def complete(self, request: CompleteRequest) -> None:
         await self._post("/v1/complete", request.to_api(), limit_seconds=15)
+
+    async def outcomes(self, serialized: list[bytes]) -> list[OutcomeResult]:
+        """Report several outcomes (each already JSON) in one call; one result each."""
+        data = b'{"outcomes":[' + b",".join(serialized) + b"]}"
+        reply = await self._post("/v1/outcomes", data, limit_seconds=30)
+        return OutcomesResponse.model_validate(reply).results

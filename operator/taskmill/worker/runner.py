@@ -52,6 +52,7 @@ from taskmill.worker.context import HandlerContext
 from taskmill.worker.execution import Cancelled, call_handler
 from taskmill.worker.leaseclient import LeaseApiError, LeaseClient, LeaseLost
 from taskmill.worker.metrics import WorkerMetrics
+from taskmill.worker.outbox import Outbox
 from taskmill.worker.registry import Registry
 
 log = logging.getLogger("taskmill.worker")
@@ -104,6 +105,7 @@ class Worker:
         self.name = settings.name or f"{socket.gethostname()}-{os.getpid()}"
         self.client = client or LeaseClient(settings.lease_url, self.name, token=settings.token)
         self.metrics = WorkerMetrics(settings.concurrency)
+        self.outbox = Outbox(self.client.outcomes)
         # Threads beyond `concurrency` leave room for sync handlers that
         # outlived their timeout and could not be interrupted.
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -335,7 +337,11 @@ class Worker:
         Returns whether the operator took it."""
         for attempt in range(8):
             try:
-                await self.client.complete(request)
+                answer = await self.outbox.deliver(request)
+                if answer.error == "LeaseConflict":
+                    raise LeaseLost(request.lease_id)
+                if answer.error is not None:
+                    raise LeaseApiError(f"the operator could not take the outcome: {answer.error}")
                 return True
             except LeaseLost:
                 log.warning(
