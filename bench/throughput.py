@@ -11,14 +11,16 @@ One control plane, three phases in this order:
    workers x 4 slots) and N no-op Tasks created by a client at the same
    concurrency, timed from the first create until the operator has seen the
    last ``Succeeded``;
-3. **ceiling again**, so drift of the machine shows.
+3. **ceiling again**, so drift of the machine shows;
+4. with ``--two-write-ceiling``, the ceiling of a Task without its
+   ``Running`` write (what keeping leases only in memory would buy).
 
 Reports tasks/s of each, the ratio to the ceiling (the mean of the two),
 API writes per Task as the API server counted them, and CPU per Task of the
 operator, the workers, kube-apiserver and etcd.
 
     python bench/throughput.py [--tasks 10000] [--concurrency 32]
-        [--workers 2] [--worker-concurrency 4] [--profile]
+        [--workers 2] [--worker-concurrency 4] [--profile] [--two-write-ceiling]
 
 ``--profile`` records the operator with py-spy during the pipeline
 (``bench/results/throughput-operator.speedscope.json``, and a top-down text
@@ -45,8 +47,15 @@ from taskmill.dispatch.transitions import leased, succeeded
 from taskmill.kube.client import KubeClient
 
 
-async def ceiling(api: KubeClient, namespace: str, count: int, concurrency: int) -> float:
-    """Seconds for ``count`` Tasks' worth of writes by a bare client."""
+async def ceiling(
+    api: KubeClient, namespace: str, count: int, concurrency: int, *, record_lease: bool = True
+) -> float:
+    """Seconds for ``count`` Tasks' worth of writes by a bare client.
+
+    ``record_lease=False`` leaves out the ``Running`` write: what a Task
+    would cost if leases lived only in the operator's memory (see the
+    README's "Fewer writes" for what that would give up).
+    """
 
     async def one(index: int) -> None:
         name = f"c-{index}"
@@ -65,17 +74,19 @@ async def ceiling(api: KubeClient, namespace: str, count: int, concurrency: int)
             lease_seconds=30,
         )
         status_path = harness.tasks_path(namespace, name, "status")
-        running = await api.merge_patch(
-            status_path,
-            {
-                "metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
-                "status": {**leased(None, lease), "observedGeneration": 1},
-            },
-        )
+        latest = created
+        if record_lease:
+            latest = await api.merge_patch(
+                status_path,
+                {
+                    "metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                    "status": {**leased(None, lease), "observedGeneration": 1},
+                },
+            )
         await api.merge_patch(
             status_path,
             {
-                "metadata": {"resourceVersion": running["metadata"]["resourceVersion"]},
+                "metadata": {"resourceVersion": latest["metadata"]["resourceVersion"]},
                 "status": {**succeeded(None, lease, None, time.time()), "observedGeneration": 1},
             },
         )
@@ -118,7 +129,9 @@ async def pipeline(
             raise creating.exception()  # type: ignore[misc]
         if time.perf_counter() - started > 3600:
             raise TimeoutError("pipeline did not finish within an hour")
-        await asyncio.sleep(0.1)
+        # Each poll renders the operator's metrics (a little of its CPU):
+        # a quarter second is well under 1 % of any run's length.
+        await asyncio.sleep(0.25)
     elapsed = time.perf_counter() - started
     await creating
     return elapsed
@@ -230,6 +243,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             results["ceiling_after"] = summary_of(
                 count, seconds, harness.apiserver_writes(plane), before, used
             )
+            if args.two_write_ceiling:
+                await harness.create_namespace(api, "ceiling-two-writes")
+                before = harness.apiserver_writes(plane)
+                meter = harness.CpuMeter(plane.pids)
+                meter.start()
+                seconds = await ceiling(
+                    api, "ceiling-two-writes", count, concurrency, record_lease=False
+                )
+                used = meter.stop()
+                results["ceiling_two_writes"] = summary_of(
+                    count, seconds, harness.apiserver_writes(plane), before, used
+                )
     return results
 
 
@@ -298,6 +323,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--two-write-ceiling",
+        action="store_true",
+        help="also measure the ceiling without the Running write (create + finish only)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="taskmill-bench-") as tmp:
         results = asyncio.run(run(args, Path(tmp)))
