@@ -680,11 +680,10 @@ class Engine:
         lease is still the Task's current one."""
         namespace, name = lease.key
         record = self.records.get(lease.key)
-        body: dict[str, Any] | None = record.body if record else None
+        # The record's Task is already validated: only a re-read needs it.
+        known: Task | None = record.task if record else None
         for _ in range(5):
-            if body is None:
-                body = await self.writer.read(namespace, name)
-            task = Task.model_validate(body)
+            task = known or Task.model_validate(await self.writer.read(namespace, name))
             current = task.status.lease if task.status else None
             if task.metadata.uid != lease.uid or current is None or current.id != lease.id:
                 self._end_lease(lease.id)
@@ -703,7 +702,7 @@ class Engine:
                     return
                 if not exc.is_conflict:
                     raise
-                body = None  # changed meanwhile (e.g. spec edited): read and retry
+                known = None  # changed meanwhile (e.g. spec edited): read and retry
                 continue
             self._end_lease(lease.id)
             record = self.records.get(lease.key)

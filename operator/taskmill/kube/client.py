@@ -9,6 +9,7 @@ watch streams as async iterators. A 401 re-reads a rotated token once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ from taskmill.models.base import GROUP, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 #: How often a 429 Too Many Requests is retried (after its Retry-After) before it is raised.
 TOO_MANY_REQUESTS_RETRIES = 5
+#: How long a token read from a file is used before the file is read again.
+TOKEN_REREAD_SECONDS = 60.0
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -76,6 +79,8 @@ class KubeClient:
         self._connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        self._auth_headers: dict[str, str] | None = None
+        self._auth_read_at = 0.0
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -102,6 +107,16 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _auth(self, *, force: bool = False) -> dict[str, str]:
+        """Authorization headers, the token file re-read at most once a minute
+        (and after a 401): the kubelet rotates projected tokens long before
+        they expire, and reading the file on every write costs syscalls."""
+        now = time.monotonic()
+        if force or self._auth_headers is None or now - self._auth_read_at > TOKEN_REREAD_SECONDS:
+            self._auth_headers = self.config.auth_headers()
+            self._auth_read_at = now
+        return self._auth_headers
+
     async def request(
         self,
         method: str,
@@ -116,7 +131,7 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds else self._timeout
         reauthenticated = False
         for attempt in range(1, TOO_MANY_REQUESTS_RETRIES + 2):
-            headers = {"Content-Type": content_type, **self.config.auth_headers()}
+            headers = {"Content-Type": content_type, **self._auth(force=reauthenticated)}
             async with self.session.request(
                 method, url, data=data, params=params, headers=headers, timeout=timeout
             ) as response:
@@ -162,7 +177,7 @@ class KubeClient:
         query.update(params or {})
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
         async with self.session.get(
-            url, params=query, headers=self.config.auth_headers(), timeout=timeout
+            url, params=query, headers=self._auth(), timeout=timeout
         ) as response:
             if response.status >= 400:
                 raise _api_error(response.status, await response.read())
