@@ -753,9 +753,11 @@ def summarise(args: argparse.Namespace, results: dict[str, Any]) -> str:
         missing = f", {s['missing']} missing" if s["missing"] else ""
         return f"{ms(s['p50_ms'])}/{ms(s['p99_ms'])}{missing}"
 
+    ratio = results["create_to_leased"].get("rate_vs_pipeline_capacity")
     text = (
         f"latency: create→leased p50 {ms(lease['p50_ms'])} ms, p99 {ms(lease['p99_ms'])} ms "
-        f"(target <{TARGET_LEASE_P99_MS:.0f}; {lease['count']} Tasks at {args.rate:g}/s); "
+        f"(target <{TARGET_LEASE_P99_MS:.0f}; {lease['count']} Tasks at {args.rate:g}/s"
+        f"{f', {ratio:g}x the loaded pipeline rate' if ratio else ''}); "
         f"fire lag p50/p99 ms (target p99 <{TARGET_FIRE_P99_MS:.0f}): idle CronTask "
         f"{pair(minute['idle'], 'crontask')} vs CronJob {pair(minute['idle'], 'cronjob')}; "
         f"under load ({ms(minute['load']['load'].get('finished_per_second'))} Tasks/s) "
@@ -769,7 +771,14 @@ def summarise(args: argparse.Namespace, results: dict[str, Any]) -> str:
             f"; @every 1s CronTask idle {pair(every['idle'], 'crontask')}, "
             f"under load {pair(every['load'], 'crontask')} ({args.every_fires} fires each)"
         )
-    return text
+    # On a shared machine, what others ran is part of every number above.
+    phases = [results["create_to_leased"], *minute.values(), *every.values()]
+    wall = sum(phase["machine"]["wall_seconds"] for phase in phases)
+    others = sum(
+        phase["machine"]["cpu_cores_used"]["other processes"] * phase["machine"]["wall_seconds"]
+        for phase in phases
+    )
+    return text + f"; other processes used {others / wall:.1f} of {os.cpu_count()} cores"
 
 
 def source() -> dict[str, Any]:
