@@ -16,7 +16,8 @@ One control plane, the operator, and the workers as the chart runs them
    status write (100,000 writes, a one-off per Task) and this would measure
    that sweep, not the steady state of a long queue. The API server's own
    write counters during each fill are in the JSON, to show that the creates
-   were the only Task writes.
+   were the only Task writes (``PUT leases`` there are the API server's own
+   heartbeat Leases).
 2. at each step, once the operator has seen every parked Task (its
    ``taskmill_tasks{phase="Pending"}`` gauge):
    - operator **RSS** (VmRSS) and its peak so far (VmHWM), and its CPU over
