@@ -108,6 +108,13 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
 
 
+def system_cpu_seconds(pid: int) -> float:
+    """The kernel's share of :func:`cpu_seconds` (stime + cstime): on loopback
+    the receiving side's TCP processing runs in the sender's system time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[12]) + int(fields[14])) / _CLOCK_TICKS
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -130,12 +137,20 @@ class CpuMeter:
     _start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
 
+    #: The kernel's part of ``used``, by process.
+    system: dict[str, float] = field(default_factory=dict)
+
     def start(self) -> None:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start_system = {name: system_cpu_seconds(pid) for name, pid in self.pids.items()}
         self._self_start = time.process_time()
 
     def stop(self) -> dict[str, float]:
         self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        self.system = {
+            name: system_cpu_seconds(pid) - self._start_system[name]
+            for name, pid in self.pids.items()
+        }
         self.used["benchmark client"] = time.process_time() - self._self_start
         return self.used
 

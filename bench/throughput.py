@@ -225,12 +225,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             meter.start()
             seconds = await pipeline(api, stack, "pipeline", count, concurrency)
             used = meter.stop()
+            system = meter.system
             writes = harness.apiserver_writes(plane)
             if profiler is not None:
                 # py-spy writes its output on SIGINT, as on Ctrl-C.
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(120)
             results["pipeline"] = summary_of(count, seconds, writes, before, used)
+            results["pipeline"]["system_cpu_ms_per_task"] = per_task(system, count)
             results["pipeline"]["lease_latency_p99_bucket_s"] = lease_p99(stack)
             await verify_succeeded(api, "pipeline", count + WARM_UP)
 
