@@ -111,6 +111,9 @@ class Engine:
         self._progress: dict[TaskKey, tuple[str, dict[str, Any]]] = {}
         #: Whether the initial list of Tasks has been taken in (see mark_synced).
         self.synced = False
+        #: The ``default`` queue of a namespace that has no TaskQueue of that
+        #: name: one object, not one built for every Task that asks.
+        self._implicit_default_queue = TaskQueueSpec(lease_seconds=int(settings.lease_seconds))
         #: TaskQueues by (namespace, name), read live from their watch.
         self.queues: dict[tuple[str, str], TaskQueueSpec] = {}
         #: Tasks set aside because their queue is missing.
@@ -151,7 +154,7 @@ class Engine:
         except ValidationError as exc:
             self._spawn(self._reject_invalid(key, body, exc))
             return
-        record = TaskRecord(key=key, uid=uid, resource_version=rv, task=task, body=body)
+        record = TaskRecord(key=key, uid=uid, resource_version=rv, task=task)
         self.records[key] = record
         self._schedule(record)
         if known is None:
@@ -218,7 +221,7 @@ class Engine:
         name = record.task.spec.queue
         spec = self.queues.get((record.key[0], name))
         if spec is None and name == DEFAULT_QUEUE:
-            return TaskQueueSpec(lease_seconds=int(self.settings.lease_seconds))
+            return self._implicit_default_queue
         return spec
 
     def _park(self, record: TaskRecord) -> None:
@@ -732,7 +735,6 @@ class Engine:
         if not newer(rv, record.resource_version):
             return
         record.resource_version = rv
-        record.body = body
         record.task = Task.model_validate(body)
         # The echo of this write will be dropped as already known, so act on
         # the new state now (e.g. queue a Waiting Task for its next attempt).
@@ -786,7 +788,7 @@ class Engine:
     ) -> None:
         if await write:
             log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
-            await self.events.record(record.body, "Warning", reason.value, message)
+            await self.events.record(record.reference(), "Warning", reason.value, message)
 
     def _cancel(self, record: TaskRecord) -> Coroutine[Any, Any, bool]:
         lease = self._end_lease_of(record.key)
@@ -947,7 +949,7 @@ class Engine:
         type_: str,
     ) -> None:
         if await write:
-            await self.events.record(record.body, type_, reason.value, message)
+            await self.events.record(record.reference(), type_, reason.value, message)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -14,15 +14,23 @@ from taskmill.models.taskqueue import TaskQueueSpec
 
 @dataclass
 class TaskRecord:
+    """One Task as last seen. Only the validated model is kept, not the raw
+    body it came from: with 100,000 Tasks pending, the body (managedFields
+    and all) would be a third of the operator's memory."""
+
     key: TaskKey
     uid: str
     resource_version: str
     task: Task
-    body: dict[str, Any]
 
     @property
     def status(self) -> TaskStatus:
         return self.task.status or TaskStatus()
+
+    def reference(self) -> dict[str, Any]:
+        """What an Event about this Task needs to name it."""
+        namespace, name = self.key
+        return {"metadata": {"namespace": namespace, "name": name, "uid": self.uid}}
 
 
 def limits_of(spec: TaskQueueSpec) -> Limits:

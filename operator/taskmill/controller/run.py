@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
@@ -112,6 +113,26 @@ def task_sink(
     return take
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep Python's cycle collector out of the initial load, then freeze
+    what was loaded.
+
+    Loading 100,000 Tasks creates millions of long-lived objects and no
+    garbage cycles; the collector's full passes over that growing heap took
+    about half of a restart's CPU. Frozen objects are never scanned again
+    (reference counting still frees them), so later collections cost what
+    the Tasks since the start cost, not the whole backlog."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.freeze()
+
+
 async def _load_state(
     engine: Engine, informer: TaskInformer, settings: OperatorSettings, stop: asyncio.Event
 ) -> None:
@@ -121,7 +142,8 @@ async def _load_state(
         try:
             await engine.load_queues(settings.namespaces)
             started = time.monotonic()
-            count = await informer.list_all()
+            with _collector_paused():
+                count = await informer.list_all()
             engine.mark_synced()
             log.info("loaded %d Tasks in %.1fs", count, time.monotonic() - started)
             return
