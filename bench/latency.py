@@ -41,7 +41,9 @@ not. kube-controller-manager runs with its defaults, as a cluster does
 the CronJob controller deliberately wakes 100 ms after each slot (its
 ``nextScheduleDelta``, against clock skew), which its numbers include.
 
-Each phase also records the CPU each process used (as cores busy) and, for
+Each phase also records the CPU each process used (as cores busy; what the
+machine spent beyond them is ``other processes``, someone else's work on a
+shared machine) and, for
 the cron phases, the operator's own ``taskmill_crontask_fire_lag_seconds``
 (slot → child create sent) as it stood at the phase's end: a window over
 the last 1000 fires of every phase so far, exact only for the first.
@@ -54,7 +56,8 @@ otherwise idle event loop reads it.
         [--minutes 3] [--every-fires 120] [--load-concurrency 32]
         [--load-backlog 200] [--workers 2] [--worker-concurrency 4]
 
-Writes JSON to bench/results/latency.json. Targets (from the issue): create →
+or ``hack/bench latency [args]`` from a fresh checkout (about 15 minutes
+with the defaults). Writes JSON to bench/results/latency.json. Targets (from the issue): create →
 leased p99 < 100 ms at moderate load, fire lag p99 < 250 ms.
 """
 
