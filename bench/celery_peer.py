@@ -474,17 +474,8 @@ def run_mode(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, An
         "redis_commands_per_task": round(sum(commands.values()) / count, 3),
         "aof_bytes_per_task": round((aof_after - aof_before) / count, 1),
         "cpu_seconds": {name: round(value, 3) for name, value in used.items()},
-        "cpu_ms_per_task": per_task(used, count),
+        "cpu_ms_per_task": harness.cpu_ms_per_task(used, count),
     }
-
-
-def per_task(used: dict[str, float], count: int) -> dict[str, float]:
-    """CPU milliseconds per task, by process (workers summed)."""
-    grouped: dict[str, float] = {}
-    for name, seconds in used.items():
-        group = "workers" if name.startswith("worker-") else name
-        grouped[group] = grouped.get(group, 0.0) + seconds
-    return {name: round(1000 * seconds / count, 3) for name, seconds in grouped.items()}
 
 
 # --- the Taskmill figure and the report ---

@@ -155,6 +155,15 @@ class CpuMeter:
         return self.used
 
 
+def cpu_ms_per_task(used: dict[str, float], count: int) -> dict[str, float]:
+    """CPU milliseconds per task, by process (``worker-N`` summed as ``workers``)."""
+    grouped: dict[str, float] = {}
+    for name, seconds in used.items():
+        group = "workers" if name.startswith("worker-") else name
+        grouped[group] = grouped.get(group, 0.0) + seconds
+    return {name: round(1000 * seconds / count, 3) for name, seconds in grouped.items()}
+
+
 # --- the API server's own counters ---
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:]+)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")

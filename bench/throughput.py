@@ -45,6 +45,7 @@ import harness
 from taskmill.dispatch.leases import LeaseInfo
 from taskmill.dispatch.transitions import leased, succeeded
 from taskmill.kube.client import KubeClient
+from taskmill.testing.controlplane import ControlPlane
 
 
 async def ceiling(
@@ -94,6 +95,24 @@ async def ceiling(
     started = time.perf_counter()
     await harness.run_bounded(count, concurrency, one)
     return time.perf_counter() - started
+
+
+async def measured_ceiling(
+    api: KubeClient,
+    plane: ControlPlane,
+    namespace: str,
+    count: int,
+    concurrency: int,
+    *,
+    record_lease: bool = True,
+) -> dict[str, Any]:
+    """:func:`ceiling` with the API server's writes and CPU counted around it."""
+    before = harness.apiserver_writes(plane)
+    meter = harness.CpuMeter(plane.pids)
+    meter.start()
+    seconds = await ceiling(api, namespace, count, concurrency, record_lease=record_lease)
+    used = meter.stop()
+    return summary_of(count, seconds, harness.apiserver_writes(plane), before, used)
 
 
 async def remove_all(api: KubeClient, namespace: str) -> None:
@@ -155,15 +174,6 @@ async def verify_succeeded(api: KubeClient, namespace: str, count: int) -> None:
         raise AssertionError(f"expected {count} Succeeded, found {phases}")
 
 
-def per_task(used: dict[str, float], count: int) -> dict[str, float]:
-    """CPU milliseconds per Task, by process (workers summed)."""
-    grouped: dict[str, float] = {}
-    for name, seconds in used.items():
-        group = "workers" if name.startswith("worker-") else name
-        grouped[group] = grouped.get(group, 0.0) + seconds
-    return {name: round(1000 * seconds / count, 3) for name, seconds in grouped.items()}
-
-
 def start_profiler(pid: int, target: Path) -> subprocess.Popen[bytes] | None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -199,14 +209,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await harness.create_namespace(api, namespace)
 
             results: dict[str, Any] = {}
-            before = harness.apiserver_writes(plane)
-            meter = harness.CpuMeter(plane.pids)
-            meter.start()
-            seconds = await ceiling(api, "ceiling", count, concurrency)
-            used = meter.stop()
-            results["ceiling"] = summary_of(
-                count, seconds, harness.apiserver_writes(plane), before, used
-            )
+            results["ceiling"] = await measured_ceiling(api, plane, "ceiling", count, concurrency)
             await remove_all(api, "ceiling")
 
             stack.start_operator()
@@ -233,30 +236,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(120)
             results["pipeline"] = summary_of(count, seconds, writes, before, used)
-            results["pipeline"]["system_cpu_ms_per_task"] = per_task(system, count)
+            results["pipeline"]["system_cpu_ms_per_task"] = harness.cpu_ms_per_task(system, count)
             results["pipeline"]["lease_latency_p99_bucket_s"] = lease_p99(stack)
             await verify_succeeded(api, "pipeline", count + WARM_UP)
 
             stack.stop()
-            before = harness.apiserver_writes(plane)
-            meter = harness.CpuMeter(plane.pids)
-            meter.start()
-            seconds = await ceiling(api, "ceiling-after", count, concurrency)
-            used = meter.stop()
-            results["ceiling_after"] = summary_of(
-                count, seconds, harness.apiserver_writes(plane), before, used
+            results["ceiling_after"] = await measured_ceiling(
+                api, plane, "ceiling-after", count, concurrency
             )
             if args.two_write_ceiling:
                 await harness.create_namespace(api, "ceiling-two-writes")
-                before = harness.apiserver_writes(plane)
-                meter = harness.CpuMeter(plane.pids)
-                meter.start()
-                seconds = await ceiling(
-                    api, "ceiling-two-writes", count, concurrency, record_lease=False
-                )
-                used = meter.stop()
-                results["ceiling_two_writes"] = summary_of(
-                    count, seconds, harness.apiserver_writes(plane), before, used
+                results["ceiling_two_writes"] = await measured_ceiling(
+                    api, plane, "ceiling-two-writes", count, concurrency, record_lease=False
                 )
     return results
 
@@ -315,7 +306,7 @@ def summary_of(
         "api_writes": writes,
         "api_writes_per_task": round(sum(writes.values()) / count, 3),
         "cpu_seconds": {name: round(value, 3) for name, value in used.items()},
-        "cpu_ms_per_task": per_task(used, count),
+        "cpu_ms_per_task": harness.cpu_ms_per_task(used, count),
     }
 
 
