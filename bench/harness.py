@@ -100,19 +100,24 @@ def write_result(name: str, data: dict[str, Any], summary: str) -> Path:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_ticks(pid: int) -> tuple[int, int, int, int]:
+    """utime, stime, cutime, cstime: fields 14-17 of stat(5), which start at
+    index 11 after the command name's closing parenthesis."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    return utime, stime, cutime, cstime
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its waited-for children, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime, stime, cutime, cstime are fields 14-17 of stat(5); after the
-    # command name's closing parenthesis they start at index 11.
-    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+    return sum(_cpu_ticks(pid)) / _CLOCK_TICKS
 
 
 def system_cpu_seconds(pid: int) -> float:
     """The kernel's share of :func:`cpu_seconds` (stime + cstime): on loopback
     the receiving side's TCP processing runs in the sender's system time."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[12]) + int(fields[14])) / _CLOCK_TICKS
+    _, stime, _, cstime = _cpu_ticks(pid)
+    return (stime + cstime) / _CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:

@@ -37,10 +37,6 @@ EventSink = Callable[[str | None, dict[str, Any]], None]
 _TRANSIENT = (ApiError, OSError, TimeoutError, aiohttp.ClientError, ValueError)
 
 
-class ResourceVersionGone(Exception):
-    """The server no longer has the history to resume from: list again."""
-
-
 class TaskInformer:
     """Feeds every Task event of ``namespaces`` (all when empty) to ``sink``.
 
@@ -115,11 +111,10 @@ class TaskInformer:
             try:
                 await self._stream(scope)
                 delay = 0.5  # the server ended the watch normally: resume at once
-            except ResourceVersionGone:
-                log.info("Task watch of %s expired; listing again", scope or "all namespaces")
-                await self._relist(scope)
             except _TRANSIENT as exc:
                 if isinstance(exc, ApiError) and exc.status == 410:
+                    # The server no longer has the history to resume from.
+                    log.info("Task watch of %s expired; listing again", scope or "all namespaces")
                     await self._relist(scope)
                     continue
                 log.warning("Task watch of %s failed (%s); retrying in %.1fs", scope, exc, delay)
@@ -146,8 +141,6 @@ class TaskInformer:
             kind = event.get("type")
             body = event.get("object") or {}
             if kind == "ERROR":
-                if body.get("code") == 410:
-                    raise ResourceVersionGone
                 raise ApiError(body.get("code", 500), body.get("reason", ""), str(body))
             version = (body.get("metadata") or {}).get("resourceVersion")
             if version:

@@ -18,7 +18,6 @@ import orjson
 
 from taskmill.models.lease import (
     WORKER_HEADER,
-    CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
     LeasedTask,
@@ -134,9 +133,6 @@ class LeaseClient:
     async def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
         data = await self._post("/v1/heartbeat", request.to_api(), limit_seconds=10)
         return HeartbeatResponse.model_validate(data)
-
-    async def complete(self, request: CompleteRequest) -> None:
-        await self._post("/v1/complete", request.to_api(), limit_seconds=15)
 
     async def outcomes(self, serialized: list[bytes]) -> list[OutcomeResult]:
         """Report several outcomes (each already JSON) in one call; one result each."""
