@@ -13,6 +13,7 @@ import pytest
 
 from taskmill.controller.cron import CronController, CronThread
 from taskmill.controller.events import EventRecorder
+from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import FakeClock
 from taskmill.dispatch.transitions import iso
 from taskmill.kube.client import ApiError, KubeClient
@@ -33,6 +34,10 @@ class FakeApi:
         self.events: list[dict[str, Any]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.closed = False
+        #: Raised by the next creates of a Task, in order (then they succeed).
+        self.create_failures: list[Exception] = []
+        #: Called before each create of a Task is answered.
+        self.before_create: Callable[[], None] = lambda: None
 
     async def create(self, url: str, body: dict[str, Any]) -> Any:
         if url.endswith("/events"):
@@ -40,6 +45,9 @@ class FakeApi:
             return body
         name = body["metadata"]["name"]
         self.creates.append(name)
+        self.before_create()
+        if self.create_failures:
+            raise self.create_failures.pop(0)
         if name in self.tasks:
             raise ApiError(409, "AlreadyExists", f"{name} exists")
         created = copy.deepcopy(body)
@@ -102,12 +110,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def running(api: FakeApi) -> tuple[CronController, asyncio.Task[None]]:
+#: Retries without waiting long: the fake clock does not move while they wait.
+QUICK_RETRY = BackoffPolicy(initial_seconds=0.001, factor=2, max_seconds=0.01, jitter=0)
+
+
+async def running(
+    api: FakeApi, clock: FakeClock | None = None
+) -> tuple[CronController, asyncio.Task[None]]:
     client = cast(KubeClient, api)
     controller = CronController(
         client,
         EventRecorder(client, per_second=100, component="test"),
-        clock=FakeClock(NOW),
+        clock=clock or FakeClock(NOW),
+        create_retry=QUICK_RETRY,
     )
     task = asyncio.create_task(controller.run())
     await asyncio.sleep(0)
@@ -166,6 +181,61 @@ async def test_a_slot_another_replica_created_is_a_no_op() -> None:
 
     assert api.creates == ["nightly-1700000100"]  # tried once, 409, not again
     assert api.events == []
+
+
+async def test_a_create_that_fails_on_the_way_is_retried_until_the_child_exists() -> None:
+    api = FakeApi(crontask(status={"lastScheduleTime": iso(1_700_000_090)}))
+    api.create_failures = [
+        ConnectionResetError("connection reset by peer"),
+        ApiError(503, "ServiceUnavailable", "etcd leader changed"),
+    ]
+
+    _, task = await running(api)
+    await until(lambda: api.crontask["status"].get("lastScheduleTime") == iso(1_700_000_100))
+    await settle()
+    await stop(task)
+
+    assert api.creates == ["nightly-1700000100"] * 3
+    assert list(api.tasks) == ["nightly-1700000100"]
+    assert api.events == []
+
+
+async def test_a_refused_create_is_not_retried_and_says_why() -> None:
+    api = FakeApi(crontask(status={"lastScheduleTime": iso(1_700_000_090)}))
+    api.create_failures = [ApiError(403, "Forbidden", "tasks is forbidden")]
+
+    _, task = await running(api)
+    await until(lambda: bool(api.events))
+    await settle()
+    await stop(task)
+
+    assert api.creates == ["nightly-1700000100"]
+    assert [(e["reason"], e["message"]) for e in api.events] == [
+        ("FailedCreate", "403 Forbidden: tasks is forbidden")
+    ]
+    assert api.tasks == {}
+
+
+async def test_retrying_a_create_stops_when_the_next_slot_is_due() -> None:
+    api = FakeApi(crontask(status={"lastScheduleTime": iso(1_700_000_090)}))
+    clock = FakeClock(NOW)
+    api.create_failures = [ConnectionResetError("reset")] * 100
+
+    def time_passes() -> None:  # each attempt takes a second of the 10 s period
+        clock.advance(1)
+
+    api.before_create = time_passes
+
+    _, task = await running(api, clock)
+    await until(lambda: bool(api.events))
+    await settle()
+    await stop(task)
+
+    # Slot 100's attempts end the clock at 106, 107, 108, 109 and 110: then
+    # slot 110 is due, gets the timer, and is tried on its own.
+    assert api.creates[:6] == ["nightly-1700000100"] * 5 + ["nightly-1700000110"]
+    assert api.events[0]["reason"] == "FailedCreate"
+    assert api.tasks == {}
 
 
 async def test_forbid_skips_the_slot_while_a_child_is_active() -> None:

@@ -43,16 +43,19 @@ import contextlib
 import datetime as dt
 import hashlib
 import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
 from taskmill.controller.events import EventRecorder
 from taskmill.dispatch import schedule as schedules
+from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import Clock, WallClock, to_timestamp
 from taskmill.dispatch.transitions import iso
 from taskmill.kube.client import ApiError, KubeClient, path
@@ -69,6 +72,10 @@ CRONTASK_LABEL = "taskmill.dev/crontask"
 SCHEDULED_AT_ANNOTATION = "taskmill.dev/scheduled-at"
 CONDITION_SCHEDULE_VALID = "ScheduleValid"
 #: Task names are DNS subdomains.
+#: Between attempts to create a child after a transient error (no jitter: one
+#: create per CronTask and slot, nothing to spread).
+CREATE_RETRY = BackoffPolicy(initial_seconds=0.2, factor=2, max_seconds=5, jitter=0)
+
 MAX_NAME = 253
 MAX_LABEL_VALUE = 63
 
@@ -132,10 +139,12 @@ class CronController:
         events: EventRecorder,
         *,
         clock: Clock | None = None,
+        create_retry: BackoffPolicy = CREATE_RETRY,
     ) -> None:
         self._client = client
         self._events = events
         self.clock: Clock = clock or WallClock()
+        self._create_retry = create_retry
         self._records: dict[Key, Record] = {}
         #: Children by (namespace, owner uid), so they may arrive before their CronTask.
         self._children: dict[tuple[str, str], dict[str, Child]] = {}
@@ -327,18 +336,36 @@ class CronController:
         name = child_name(record.key[1], slot)
         body = self._child_body(record, crontask, name, slot)
         self.lags = [*self.lags[-999:], self.clock.now() - slot]
-        try:
-            created = await self._client.create(path(Task.RESOURCE_PLURAL, record.key[0]), body)
-        except ApiError as exc:
-            if exc.already_exists:
-                log.info("CronTask %s/%s: %s exists already (no-op)", *record.key, name)
+        url = path(Task.RESOURCE_PLURAL, record.key[0])
+        give_up_at = _retry_deadline(record.schedule, crontask, slot)
+        for attempt in itertools.count(1):
+            try:
+                created = await self._client.create(url, body)
+                break
+            except ApiError as exc:
+                if exc.already_exists:
+                    log.info("CronTask %s/%s: %s exists already (no-op)", *record.key, name)
+                    return
+                error: Exception = exc
+                transient = exc.status == 429 or exc.status >= 500
+            except (OSError, aiohttp.ClientError) as exc:
+                error, transient = exc, True
+            # The child's name makes a retried create idempotent, so a slot is
+            # not lost to a dropped connection or an API server restart; it is
+            # given up only when the next slot is due (which fires on its own).
+            delay = self._create_retry.base_delay(attempt)
+            if not transient or self.clock.now() + delay >= give_up_at:
+                log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, error)
+                await self._events.record(record.body, "Warning", "FailedCreate", str(error))
                 return
-            log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, exc)
-            await self._events.record(record.body, "Warning", "FailedCreate", str(exc))
-            return
-        except OSError as exc:
-            log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, exc)
-            return
+            log.info(
+                "CronTask %s/%s: create of %s failed (%s), retrying in %.1fs",
+                *record.key,
+                name,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
         log.info(
             "CronTask %s/%s: created %s, %.0f ms after its slot",
             *record.key,
@@ -545,6 +572,15 @@ class CronController:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("CronTask action failed", exc_info=task.exception())
+
+
+def _retry_deadline(schedule: schedules.Schedule | None, crontask: CronTask, slot: float) -> float:
+    """When retrying the create of ``slot``'s child stops: at the next slot (which
+    fires on its own) or past ``startingDeadlineSeconds``, whichever is first."""
+    deadline = schedule.next_after(slot) if schedule is not None else slot
+    if crontask.spec.starting_deadline_seconds is not None:
+        deadline = min(deadline, slot + crontask.spec.starting_deadline_seconds)
+    return deadline
 
 
 def _condition(
