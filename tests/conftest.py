@@ -28,6 +28,22 @@ def crds(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
+@pytest.fixture(scope="session")
+def lone_plane() -> Iterator[ControlPlane]:
+    """A second control plane, with the CRDs, where no session operator runs.
+
+    The session operator watches every namespace of ``crds``: a test that
+    must see what *its* operator (or engine) does alone, such as the RBAC
+    tests, overrides ``crds`` and ``namespace`` with this plane and
+    :func:`~taskmill.testing.pytest_plugin.fresh_namespace`.
+    """
+    from taskmill.testing.stack import install_crds
+
+    with ControlPlane(controller_manager=False) as plane:
+        install_crds(plane)
+        yield plane
+
+
 @dataclass
 class OperatorHandle:
     """The session's operator process, which a test may crash and restart."""

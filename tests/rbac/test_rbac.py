@@ -339,3 +339,4 @@ def test_crontasks_fire_under_the_operator_role(stack: Stack) -> None:
     # A refused write is logged with the API server's reason ("403 Forbidden: ... is
     # forbidden: User ... cannot ..."); port numbers and pids may contain "403".
     assert "forbidden" not in operator.log_tail(200).lower(), stack.logs()
+    assert "created tick-" in operator.log_tail(200), stack.logs()  # by this operator's role

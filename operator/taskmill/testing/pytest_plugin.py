@@ -79,14 +79,20 @@ def namespace_name(test_name: str, suffix: str | None = None) -> str:
     return f"{slug[: 62 - len(suffix)].rstrip('-')}-{suffix}"
 
 
-@pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test; deleted afterwards (not waited for)."""
-    name = namespace_name(request.node.name)
+def fresh_namespace(plane: ControlPlane, test_name: str) -> Iterator[str]:
+    """Create a namespace named after a test, yield its name, then delete it
+    (not waited for): the body of a ``namespace`` fixture, on any plane."""
+    name = namespace_name(test_name)
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    response = control_plane.request("POST", "/api/v1/namespaces", body)
+    response = plane.request("POST", "/api/v1/namespaces", body)
     if response.status != 201:
         raise RuntimeError(f"creating namespace {name} failed ({response.status}): {response.text}")
     yield name
     # Deletion runs in the namespace controller; waiting would only slow tests.
-    control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
+    plane.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test; deleted afterwards (not waited for)."""
+    yield from fresh_namespace(control_plane, request.node.name)
