@@ -75,6 +75,10 @@ async def _done(value: bool) -> bool:
     return value
 
 
+async def _nothing() -> None:
+    return None
+
+
 class LeaseConflict(Exception):
     """The lease named is not current: expired, foreign, or already completed."""
 
@@ -101,6 +105,8 @@ class Engine:
         )
         self._changed = asyncio.Event()
         self._completing: set[str] = set()
+        #: Tasks whose Dead write is in flight.
+        self._dying: set[TaskKey] = set()
         #: Leases of Tasks cancelled or deleted while running: heartbeats say cancel.
         self._cancelled: dict[str, float] = {}
         #: When a worker last asked for each type (monotonic seconds).
@@ -780,15 +786,32 @@ class Engine:
         self, record: TaskRecord, reason: Reason, message: str
     ) -> Coroutine[Any, Any, None]:
         self.dispatcher.discard(record.key)
+        if record.key in self._dying:
+            # The first reason found stands. Two members of a dependency cycle
+            # each see the cycle; when one's Dead write lands first, the other
+            # is looked at again and sees a Dead dependency. Without this, its
+            # DependencyFailed write raced its own DependencyCycle write.
+            return _nothing()
+        self._dying.add(record.key)
         patch = transitions.dead(record.task.status, reason, message, self.clock.now())
         return self._dead_written(record, self._write_quietly(record, patch), reason, message)
 
     async def _dead_written(
         self, record: TaskRecord, write: Coroutine[Any, Any, bool], reason: Reason, message: str
     ) -> None:
-        if await write:
-            log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
-            await self.events.record(record.reference(), "Warning", reason.value, message)
+        try:
+            written = await write
+        finally:
+            self._dying.discard(record.key)
+        if not written:
+            current = self.records.get(record.key)
+            if current is not None and current is not record:
+                # A newer version came while the write was in flight (which
+                # is why it failed): it was not looked at then, so now.
+                self._schedule(current)
+            return
+        log.warning("Task %s/%s is Dead: %s: %s", *record.key, reason.value, message)
+        await self.events.record(record.reference(), "Warning", reason.value, message)
 
     def _cancel(self, record: TaskRecord) -> Coroutine[Any, Any, bool]:
         lease = self._end_lease_of(record.key)
