@@ -100,16 +100,34 @@ def write_result(name: str, data: dict[str, Any], summary: str) -> Path:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants (the operator runs its CronTask
+    controller in a child process: its CPU and memory are the operator's)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                tree += [int(child) for child in (task / "children").read_text().split()]
+        index += 1
+    return tree
+
+
 def _cpu_ticks(pid: int) -> tuple[int, int, int, int]:
     """utime, stime, cutime, cstime: fields 14-17 of stat(5), which start at
-    index 11 after the command name's closing parenthesis."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    index 11 after the command name's closing parenthesis; summed over the
+    process tree (cutime and cstime hold the children that have ended)."""
+    totals = [0, 0, 0, 0]
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):  # ended in between: counted in cutime
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            for i, value in enumerate(fields[11:15]):
+                totals[i] += int(value)
+    utime, stime, cutime, cstime = totals
     return utime, stime, cutime, cstime
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its waited-for children, in seconds."""
+    """User + system CPU of a process and its children, in seconds."""
     return sum(_cpu_ticks(pid)) / _CLOCK_TICKS
 
 
@@ -120,18 +138,25 @@ def system_cpu_seconds(pid: int) -> float:
     return (stime + cstime) / _CLOCK_TICKS
 
 
+def _status_kib(pid: int, field_name: str) -> int:
+    """A /proc/<pid>/status figure in KiB, summed over the process tree."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith(field_name + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of a process and its children."""
+    return _status_kib(pid, "VmRSS") * 1024
 
 
 def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The sum of each process's own peak (an upper bound of the tree's peak)."""
+    return _status_kib(pid, "VmHWM") * 1024
 
 
 @dataclass

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
-from taskmill.controller.cron import CronController, CronThread
+from taskmill.controller.cron import CronController
 from taskmill.controller.events import EventRecorder
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import FakeClock
@@ -300,18 +299,3 @@ async def test_a_bad_schedule_is_a_condition_and_one_warning(
     assert [e["reason"] for e in api.events] == [reason]
     assert len(api.status_patches) == writes == 1
     assert api.creates == []
-
-
-async def test_the_cron_thread_fires_on_its_own_loop_and_stops_cleanly() -> None:
-    api = FakeApi(crontask("@every 1s"))
-    del api.crontask["metadata"]["creationTimestamp"]  # created "now": no catch-up slot
-    cron = CronThread(lambda: cast(KubeClient, api), events_per_second=10, component="test")
-    cron.observe("ADDED", copy.deepcopy(api.crontask))  # before the thread runs: buffered
-
-    task = asyncio.create_task(cron.run())
-    await until(lambda: bool(api.creates), within_seconds=5)
-    await stop(task)
-
-    assert api.closed
-    assert not any(t.name == "crontasks" for t in threading.enumerate())
-    assert len(api.creates) in (1, 2)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from taskmill.cli import logs
+from taskmill import logs
 
 
 @click.command("operator")

@@ -1,14 +1,14 @@
 """CronTask firing: one timer per CronTask, children named after their slot.
 
 :class:`CronController` is fed watch events: ``observe`` for CronTasks and
-``observe_task`` for their child Tasks (kopf calls both, see
+``observe_task`` for their child Tasks (the operator hands both over, see
 :mod:`taskmill.controller.run`). It keeps, per CronTask, the parsed schedule
 and the children it knows, and in :meth:`CronController.run` a single timer
 heap: the loop sleeps until the earliest next fire time (no polling), fires,
 and re-arms. The schedule math is pure, in :mod:`taskmill.dispatch.schedule`.
-The operator runs it through :class:`CronThread`, on an event loop and API
-connections of its own, so fires are not delayed by the Task engine's work
-on the main loop.
+The operator runs it in a process of its own
+(:mod:`taskmill.controller.cron_process`), so fires are not delayed by the
+Task engine's work in the operator's process.
 
 Firing a slot, in order:
 
@@ -45,7 +45,6 @@ import hashlib
 import heapq
 import itertools
 import logging
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +139,7 @@ class CronController:
         *,
         clock: Clock | None = None,
         create_retry: BackoffPolicy = CREATE_RETRY,
+        on_fire: Callable[[float], None] = lambda lag: None,
     ) -> None:
         self._client = client
         self._events = events
@@ -152,8 +152,8 @@ class CronController:
         self._wake = asyncio.Event()
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Fire lag (seconds after the slot the child create was sent), the last 1000.
-        self.lags: list[float] = []
+        #: Told each fire's lag: seconds after the slot the child's create is sent.
+        self._on_fire = on_fire
 
     # -- watch events ------------------------------------------------------
 
@@ -335,7 +335,7 @@ class CronController:
                 await self._cancel_child(record, child)
         name = child_name(record.key[1], slot)
         body = self._child_body(record, crontask, name, slot)
-        self.lags = [*self.lags[-999:], self.clock.now() - slot]
+        self._on_fire(self.clock.now() - slot)
         url = path(Task.RESOURCE_PLURAL, record.key[0])
         give_up_at = _retry_deadline(record.schedule, crontask, slot)
         for attempt in itertools.count(1):
@@ -621,110 +621,3 @@ def _slot_of(meta: dict[str, Any]) -> float:
 
 def _finish_order(child: Child) -> tuple[float, float]:
     return (child.finished_at or child.slot, child.slot)
-
-
-class CronThread:
-    """A :class:`CronController` on its own event loop, in its own thread.
-
-    The operator's main loop also runs kopf and the Task engine; while Tasks
-    flow, a timer on it waits behind whatever that loop is doing. Here the
-    timers, creates and status writes run on a loop of their own, with their
-    own API connections, so a fire waits at most for the GIL (released every
-    few milliseconds), not for the main loop's backlog. ``observe`` and
-    ``observe_task`` may be called from the main loop at any time: events
-    are handed over with ``call_soon_threadsafe`` (and buffered until
-    :meth:`run` has started the thread).
-    """
-
-    def __init__(
-        self, make_client: Callable[[], KubeClient], *, events_per_second: float, component: str
-    ) -> None:
-        self._make_client = make_client
-        self._events_per_second = events_per_second
-        self._component = component
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._controller: CronController | None = None
-        self._pending: list[tuple[bool, str | None, dict[str, Any]]] = []
-        #: Guards the hand-over between buffering and the thread's loop.
-        self._lock = threading.Lock()
-
-    def fire_lags(self) -> list[float]:
-        """The recent fire lags (seconds), for metrics; empty while not running."""
-        with self._lock:
-            controller = self._controller
-        return list(controller.lags) if controller is not None else []
-
-    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
-        self._hand_over(False, event_type, body)
-
-    def observe_task(self, event_type: str | None, body: dict[str, Any]) -> None:
-        self._hand_over(True, event_type, body)
-
-    def _hand_over(self, child: bool, event_type: str | None, body: dict[str, Any]) -> None:
-        with self._lock:
-            loop, controller = self._loop, self._controller
-            if loop is None or controller is None:
-                self._pending.append((child, event_type, body))
-                return
-        handler = controller.observe_task if child else controller.observe
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(handler, event_type, body)
-
-    async def run(self) -> None:
-        """Fire schedules on the thread until cancelled."""
-        main_loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = main_loop.create_future()
-        started = threading.Event()
-        stoppers: list[Callable[[], object]] = []
-
-        async def serve() -> None:
-            client = self._make_client()
-            controller = CronController(
-                client,
-                EventRecorder(
-                    client, per_second=self._events_per_second, component=self._component
-                ),
-            )
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task()
-            assert task is not None
-            stoppers.append(lambda: loop.call_soon_threadsafe(task.cancel))
-            with self._lock:
-                self._controller, self._loop = controller, loop
-                pending, self._pending = self._pending, []
-            for child, event_type, body in pending:
-                (controller.observe_task if child else controller.observe)(event_type, body)
-            started.set()
-            try:
-                await controller.run()
-            finally:
-                with self._lock:
-                    self._loop = self._controller = None
-                await client.close()
-
-        def done() -> None:
-            if not finished.done():
-                finished.set_result(None)
-
-        def thread_main() -> None:
-            try:
-                asyncio.run(serve())
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("the CronTask thread failed")
-            finally:
-                started.set()
-                with contextlib.suppress(RuntimeError):  # the main loop is gone
-                    main_loop.call_soon_threadsafe(done)
-
-        thread = threading.Thread(target=thread_main, name="crontasks", daemon=True)
-        thread.start()
-        try:
-            await finished
-        finally:
-            await asyncio.to_thread(started.wait)
-            for stop in stoppers:
-                with contextlib.suppress(RuntimeError):  # its loop has ended already
-                    stop()
-            await asyncio.to_thread(thread.join)

@@ -32,7 +32,8 @@ import kopf
 from aiohttp import web
 
 import taskmill
-from taskmill.controller.cron import CRONTASK_LABEL, CronThread
+from taskmill.controller.cron import CRONTASK_LABEL
+from taskmill.controller.cron_process import CronProcess
 from taskmill.controller.engine import Engine, LeaseConflict
 from taskmill.controller.informer import TaskInformer
 from taskmill.controller.leader import LeaderElector
@@ -54,7 +55,7 @@ class LeadershipLost(RuntimeError):
 def build_registry(
     engine: Engine,
     connection: kube_config.KubeConfig,
-    cron: CronThread | None = None,
+    cron: CronProcess | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -97,7 +98,7 @@ def build_registry(
 
 
 def task_sink(
-    engine: Engine, cron: CronThread | None = None, metrics: OperatorMetrics | None = None
+    engine: Engine, cron: CronProcess | None = None, metrics: OperatorMetrics | None = None
 ) -> Callable[[str | None, dict[str, Any]], None]:
     """Where the Task informer's events go: the engine, metrics, and the
     CronTask controller for Tasks it created."""
@@ -190,13 +191,14 @@ async def run(
     connection = kube_config.load(kubeconfig)
     client = KubeClient(connection, max_connections=settings.max_concurrent_writes + 16)
     engine = Engine(client, settings)
-    cron = CronThread(
+    cron = CronProcess(
+        connection,
         # Enough connections that many CronTasks due at the same instant all
         # send their creates at once: with fewer, the status writes that follow
         # the first creates took the freed connections and the last children
         # of a burst waited for them (bench/latency.py, 20 CronTasks on one
         # minute: the last 4 children arrived 400-500 ms after the rest).
-        lambda: KubeClient(connection, max_connections=64),
+        max_connections=64,
         events_per_second=settings.events_per_second,
         component=settings.instance,
     )

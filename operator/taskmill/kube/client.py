@@ -73,10 +73,16 @@ def path(
 
 class KubeClient:
     def __init__(
-        self, config: KubeConfig, *, max_connections: int = 64, timeout_seconds: float = 30
+        self,
+        config: KubeConfig,
+        *,
+        max_connections: int = 64,
+        timeout_seconds: float = 30,
+        keepalive_seconds: float = 60,
     ) -> None:
         self.config = config
         self._connections = max_connections
+        self._keepalive = keepalive_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
         self._auth_headers: dict[str, str] | None = None
@@ -86,7 +92,9 @@ class KubeClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self.config.ssl_context(), limit=self._connections, keepalive_timeout=60
+                ssl=self.config.ssl_context(),
+                limit=self._connections,
+                keepalive_timeout=self._keepalive,
             )
             self._session = aiohttp.ClientSession(
                 base_url=self.config.server,

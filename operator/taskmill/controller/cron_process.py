@@ -1,0 +1,241 @@
+"""The CronTask controller in a process of its own.
+
+While Tasks flow, the operator's process is busy: its event loop serves the
+lease API and writes statuses, and every thread in it shares one GIL. A
+timer in that process fires late by whatever is ahead of it (measured under
+a saturating load: p99 0.5 s in a thread of its own). Here the
+:class:`~taskmill.controller.cron.CronController` runs in a child process,
+with its own interpreter and API connections, so a fire waits only for the
+kernel to give it a core.
+
+The operator keeps its watches: :class:`CronProcess` takes CronTask and
+child-Task events in the operator (``observe`` / ``observe_task``) and
+writes them to the child's stdin, one JSON line each. The child writes one
+line per fire back on stdout: the fire lag, for the operator's metrics.
+
+The child lives while :meth:`CronProcess.run` does (only while leading). It
+exits when its stdin closes, so it never outlives the operator, even one
+killed with SIGKILL. If it dies on its own it is started again, and the
+operator replays the latest version of every CronTask and child it holds:
+the controller rebuilds its state from them as after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+from taskmill import logs
+from taskmill.controller.cron import CronController
+from taskmill.controller.events import EventRecorder
+from taskmill.dispatch.backoff import BackoffPolicy
+from taskmill.kube.client import KubeClient
+from taskmill.kube.config import KubeConfig
+
+# Named, not __name__: the child runs this module as __main__.
+log = logging.getLogger("taskmill.controller.cron_process")
+
+#: The largest message: a Kubernetes object is at most ~1.5 MiB in etcd.
+MAX_LINE = 16 * 1024 * 1024
+#: Between restarts of a child that keeps dying.
+RESTART = BackoffPolicy(initial_seconds=0.5, factor=2, max_seconds=30, jitter=0)
+#: A child that ran this long before dying starts the backoff afresh.
+HEALTHY_SECONDS = 60.0
+#: How long a child may take to stop after its stdin closes.
+STOP_SECONDS = 10.0
+
+# Message kinds on the child's stdin.
+_CRONTASK, _TASK = "c", "t"
+
+Key = tuple[str, str, str]
+
+
+class CronProcess:
+    """Runs the CronTask controller in a child process; see the module docs."""
+
+    def __init__(
+        self,
+        config: KubeConfig,
+        *,
+        max_connections: int,
+        events_per_second: float,
+        component: str,
+    ) -> None:
+        self._settings = {
+            # The temporary files behind inline certificates stay with this
+            # process, which outlives the child; their paths are passed on.
+            "config": {
+                f.name: getattr(config, f.name)
+                for f in dataclasses.fields(config)
+                if not f.name.startswith("_")
+            },
+            "max_connections": max_connections,
+            "events_per_second": events_per_second,
+            "component": component,
+        }
+        #: The latest version of every CronTask and child Task, by (kind, namespace, name).
+        self._latest: dict[Key, dict[str, Any]] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._lags: deque[float] = deque(maxlen=1000)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def fire_lags(self) -> list[float]:
+        """The last 1000 fire lags (seconds), for metrics."""
+        return list(self._lags)
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A CronTask watch event."""
+        self._hand_over(_CRONTASK, event_type, body)
+
+    def observe_task(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event of a Task labelled as some CronTask's child."""
+        self._hand_over(_TASK, event_type, body)
+
+    def _hand_over(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self._latest.pop(key, None)
+        else:
+            self._latest[key] = body
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.write(_line([kind, event_type, body]))
+
+    async def run(self) -> None:
+        """Keep a child running until cancelled; stop it then."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            code = await self._run_child()
+            failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
+            delay = RESTART.base_delay(failures)
+            log.error("the CronTask process exited with %s; starting it in %.1fs", code, delay)
+            await asyncio.sleep(delay)
+
+    async def _run_child(self) -> int:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            __name__,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        settings = {**self._settings, "log_level": logging.getLogger().getEffectiveLevel()}
+        process.stdin.write(_line(settings))
+        for (kind, _, _), body in self._latest.items():
+            process.stdin.write(_line([kind, None, body]))
+        # From here on events go straight to the child (nothing was awaited
+        # since the replay, so none slipped in between).
+        self._process = process
+        lags = asyncio.create_task(self._read_lags(process.stdout))
+        try:
+            return await process.wait()
+        finally:
+            self._process = None
+            if process.returncode is None:  # cancelled: closing stdin tells it to stop
+                process.stdin.close()
+                try:
+                    await asyncio.wait_for(process.wait(), STOP_SECONDS)
+                except TimeoutError:
+                    log.warning(
+                        "the CronTask process did not stop in %.0fs; killing it", STOP_SECONDS
+                    )
+                    process.kill()
+                    await process.wait()
+            lags.cancel()
+            await asyncio.gather(lags, return_exceptions=True)
+
+    async def _read_lags(self, stdout: asyncio.StreamReader) -> None:
+        while line := await stdout.readline():
+            with contextlib.suppress(ValueError):
+                self._lags.append(float(line))
+
+
+def _line(message: Any) -> bytes:
+    return orjson.dumps(message) + b"\n"
+
+
+# -- the child ------------------------------------------------------------
+
+
+async def _serve() -> None:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    settings = orjson.loads(await stdin.readline())
+    logs.setup(logging.getLevelName(settings["log_level"]))
+    client = KubeClient(
+        KubeConfig(**settings["config"]),
+        max_connections=settings["max_connections"],
+        # Longer than a minute, so connections opened for a burst of
+        # once-a-minute CronTasks are still open for the next burst (a TLS
+        # handshake per child costs milliseconds of CPU on both sides). The
+        # API server closes idle connections itself after 90 s.
+        keepalive_seconds=75,
+    )
+
+    def report(lag: float) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the operator is gone; stdin says so next
+            sys.stdout.buffer.write(b"%f\n" % lag)
+            sys.stdout.buffer.flush()
+
+    controller = CronController(
+        client,
+        EventRecorder(
+            client, per_second=settings["events_per_second"], component=settings["component"]
+        ),
+        on_fire=report,
+    )
+
+    async def read_events() -> None:
+        while line := await stdin.readline():
+            kind, event_type, body = orjson.loads(line)
+            if kind == _TASK:
+                controller.observe_task(event_type, body)
+            else:
+                controller.observe(event_type, body)
+
+    reading = asyncio.create_task(read_events())
+    firing = asyncio.create_task(controller.run())
+    try:
+        # Stdin closing (the operator stopping, or gone) ends the child; so
+        # does the controller failing, which the operator sees as an exit.
+        done, _ = await asyncio.wait({reading, firing}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in (reading, firing):
+            task.cancel()
+        await asyncio.gather(reading, firing, return_exceptions=True)
+        await client.close()
+
+
+def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the operator
+    # handles it and closes our stdin, which is how this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asyncio.run(_serve())
+    except Exception:
+        log.exception("the CronTask process failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
