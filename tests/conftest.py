@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
+from taskmill.testing.pytest_plugin import fresh_namespace
 from taskmill.testing.stack import Process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,14 +35,27 @@ def lone_plane() -> Iterator[ControlPlane]:
 
     The session operator watches every namespace of ``crds``: a test that
     must see what *its* operator (or engine) does alone, such as the RBAC
-    tests, overrides ``crds`` and ``namespace`` with this plane and
-    :func:`~taskmill.testing.pytest_plugin.fresh_namespace`.
+    tests, works here, in a ``lone_namespace``.
     """
     from taskmill.testing.stack import install_crds
 
     with ControlPlane(controller_manager=False) as plane:
         install_crds(plane)
         yield plane
+
+
+@pytest.fixture
+def lone_namespace(lone_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace on ``lone_plane``."""
+    yield from fresh_namespace(lone_plane, request.node.name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on ``lone_plane`` are integration tests too (the plugin marks
+    those on ``control_plane``)."""
+    for item in items:
+        if "lone_plane" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @dataclass

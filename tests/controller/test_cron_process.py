@@ -7,30 +7,19 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from taskmill.controller.cron_process import CronProcess
+from taskmill.dispatch.transitions import iso
 from taskmill.kube import config as kubeconfig
 from taskmill.kube.client import KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.testing.controlplane import ControlPlane
-from taskmill.testing.pytest_plugin import fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-# Alone on its plane: the session operator would fire the CronTask too.
-@pytest.fixture(scope="session")
-def crds(lone_plane: ControlPlane) -> ControlPlane:
-    return lone_plane
-
-
-@pytest.fixture
-def namespace(lone_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    yield from fresh_namespace(lone_plane, request.node.name)
 
 
 async def until(condition: Callable[[], Any], what: str, limit: float = 30) -> None:
@@ -49,9 +38,11 @@ def alive(pid: int) -> bool:
 
 
 async def test_fires_from_its_own_process_restarts_it_and_stops_it(
-    crds: ControlPlane, namespace: str
+    lone_plane: ControlPlane, lone_namespace: str
 ) -> None:
-    config = kubeconfig.load(crds.kubeconfig)
+    # Alone on a plane: the session operator would act on these objects too.
+    namespace = lone_namespace
+    config = kubeconfig.load(lone_plane.kubeconfig)
     async with KubeClient(config) as client:
         manifest = {
             "apiVersion": API_VERSION,
@@ -93,3 +84,83 @@ async def test_fires_from_its_own_process_restarts_it_and_stops_it(
 
         assert cron.pid is None
         assert not alive(second)
+
+
+async def test_a_restarted_process_knows_every_child_before_it_fires(
+    lone_plane: ControlPlane, lone_namespace: str
+) -> None:
+    # Alone on a plane: the session operator would act on these objects too.
+    namespace = lone_namespace
+    config = kubeconfig.load(lone_plane.kubeconfig)
+    async with KubeClient(config) as client:
+        manifest = {
+            "apiVersion": API_VERSION,
+            "kind": "CronTask",
+            "metadata": {"name": "solo"},
+            "spec": {
+                "schedule": "@every 1s",
+                "concurrencyPolicy": "Forbid",
+                "taskTemplate": {"spec": {"type": "noop"}},
+            },
+        }
+        await client.create(path("crontasks", namespace), manifest)
+        # Its last fire 10 s ago: a slot is due the moment the process starts.
+        crontask = await client.merge_patch(
+            path("crontasks", namespace, "solo", "status"),
+            {"status": {"lastScheduleTime": iso(time.time() - 10)}},
+        )
+        uid = crontask["metadata"]["uid"]
+
+        def child(name: str, owner_uid: str, phase: str) -> dict[str, Any]:
+            return {
+                "apiVersion": API_VERSION,
+                "kind": "Task",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": f"uid-{name}",
+                    "annotations": {
+                        "taskmill.dev/scheduled-at": "2026-01-01T00:00:00Z",
+                        "padding": "x" * 2048,
+                    },
+                    "ownerReferences": [
+                        {"kind": "CronTask", "name": "other", "uid": owner_uid, "controller": True}
+                    ],
+                },
+                "status": {"phase": phase},
+            }
+
+        last = crontask["status"]["lastScheduleTime"]
+        cron = CronProcess(config, max_connections=4, events_per_second=5, component="test")
+        # A slot is due at once, and the CronTask's one running child comes
+        # last, after more than a pipe's worth of other CronTasks' children: a
+        # fire before the replay ends would not know it and would start a
+        # second child despite Forbid.
+        cron.observe("ADDED", crontask)
+        for i in range(400):
+            cron.observe_task("ADDED", child(f"filler-{i}", "some-other-uid", "Succeeded"))
+        cron.observe_task("ADDED", child("solo-running", uid, "Running"))
+        running = asyncio.create_task(cron.run())
+        try:
+            status: dict[str, Any] = {}
+
+            async def poll_status() -> None:
+                while True:
+                    got = await client.get(path("crontasks", namespace, "solo"))
+                    status.update(got.get("status") or {})
+                    await asyncio.sleep(0.1)
+
+            polling = asyncio.create_task(poll_status())
+            try:
+                await until(
+                    lambda: status.get("lastScheduleTime") not in (None, last), "a slot handled"
+                )
+            finally:
+                polling.cancel()
+                await asyncio.gather(polling, return_exceptions=True)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+        assert (await client.get(path("tasks", namespace)))["items"] == []
+        assert [a["name"] for a in status.get("active", [])] == ["solo-running"], status

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,20 +19,8 @@ from taskmill.kube.client import KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.task import Phase
 from taskmill.testing.controlplane import ControlPlane
-from taskmill.testing.pytest_plugin import fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-# The engine under test must be alone: the session operator would write too.
-@pytest.fixture(scope="session")
-def crds(lone_plane: ControlPlane) -> ControlPlane:
-    return lone_plane
-
-
-@pytest.fixture
-def namespace(lone_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    yield from fresh_namespace(lone_plane, request.node.name)
 
 
 class HoldFirstWrite:
@@ -70,9 +58,11 @@ async def until(condition: Callable[[], bool], what: str, limit: float = 20) -> 
 
 
 async def test_both_members_of_a_cycle_are_dead_of_the_cycle_whichever_write_lands_first(
-    crds: ControlPlane, namespace: str
+    lone_plane: ControlPlane, lone_namespace: str
 ) -> None:
-    async with KubeClient(kubeconfig.load(crds.kubeconfig)) as client:
+    # Alone on a plane: the session operator would act on these objects too.
+    namespace = lone_namespace
+    async with KubeClient(kubeconfig.load(lone_plane.kubeconfig)) as client:
         url = path("tasks", namespace)
         await client.create(url, depends_on("ping", "pong"))
         await client.create(url, depends_on("pong", "ping"))

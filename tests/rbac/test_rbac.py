@@ -116,7 +116,10 @@ class Stack:
 
 
 @pytest.fixture
-def stack(crds: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(lone_plane: ControlPlane, lone_namespace: str, tmp_path: Path) -> Iterator[Stack]:
+    # Alone on a plane: the session operator (which watches every namespace)
+    # could otherwise do writes the role under test should allow or refuse.
+    crds, namespace = lone_plane, lone_namespace
     helm(
         "install",
         RELEASE,

@@ -70,11 +70,13 @@ CRONTASK_LABEL = "taskmill.dev/crontask"
 #: Annotation on every child: its slot time, RFC 3339 UTC.
 SCHEDULED_AT_ANNOTATION = "taskmill.dev/scheduled-at"
 CONDITION_SCHEDULE_VALID = "ScheduleValid"
-#: Task names are DNS subdomains.
 #: Between attempts to create a child after a transient error (no jitter: one
 #: create per CronTask and slot, nothing to spread).
 CREATE_RETRY = BackoffPolicy(initial_seconds=0.2, factor=2, max_seconds=5, jitter=0)
+#: The longest a child's create is retried, whatever the schedule.
+MAX_RETRY_SECONDS = 300.0
 
+#: Task names are DNS subdomains.
 MAX_NAME = 253
 MAX_LABEL_VALUE = 63
 
@@ -358,7 +360,7 @@ class CronController:
                 log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, error)
                 await self._events.record(record.body, "Warning", "FailedCreate", str(error))
                 return
-            log.info(
+            (log.warning if attempt == 1 else log.info)(
                 "CronTask %s/%s: create of %s failed (%s), retrying in %.1fs",
                 *record.key,
                 name,
@@ -366,6 +368,10 @@ class CronController:
                 delay,
             )
             await asyncio.sleep(delay)
+            current = self._records.get(record.key)
+            if current is not record or current.crontask is None or current.crontask.spec.suspend:
+                log.info("CronTask %s/%s changed; %s not retried", *record.key, name)
+                return
         log.info(
             "CronTask %s/%s: created %s, %.0f ms after its slot",
             *record.key,
@@ -576,8 +582,11 @@ class CronController:
 
 def _retry_deadline(schedule: schedules.Schedule | None, crontask: CronTask, slot: float) -> float:
     """When retrying the create of ``slot``'s child stops: at the next slot (which
-    fires on its own) or past ``startingDeadlineSeconds``, whichever is first."""
+    fires on its own), past ``startingDeadlineSeconds``, or after
+    :data:`MAX_RETRY_SECONDS`, whichever is first (while retrying, the
+    CronTask's status waits)."""
     deadline = schedule.next_after(slot) if schedule is not None else slot
+    deadline = min(deadline, slot + MAX_RETRY_SECONDS)
     if crontask.spec.starting_deadline_seconds is not None:
         deadline = min(deadline, slot + crontask.spec.starting_deadline_seconds)
     return deadline

@@ -53,8 +53,9 @@ HEALTHY_SECONDS = 60.0
 #: How long a child may take to stop after its stdin closes.
 STOP_SECONDS = 10.0
 
-# Message kinds on the child's stdin.
-_CRONTASK, _TASK = "c", "t"
+# Message kinds on the child's stdin: a CronTask event, a child Task event,
+# and the end of the replay that starts each child.
+_CRONTASK, _TASK, _SYNCED = "c", "t", "synced"
 
 Key = tuple[str, str, str]
 
@@ -120,49 +121,64 @@ class CronProcess:
         failures = 0
         while True:
             started = time.monotonic()
-            code = await self._run_child()
+            try:
+                code: int | str = await self._run_child()
+            except Exception as exc:  # cannot start one (no memory, no pids): try again
+                code = f"{type(exc).__name__}: {exc}"
             failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
             delay = RESTART.base_delay(failures)
-            log.error("the CronTask process exited with %s; starting it in %.1fs", code, delay)
+            log.error("the CronTask process ended (%s); starting it in %.1fs", code, delay)
             await asyncio.sleep(delay)
 
     async def _run_child(self) -> int:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # the working directory is not put on sys.path
             "-m",
             __name__,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        assert process.stdin is not None
-        assert process.stdout is not None
-        settings = {**self._settings, "log_level": logging.getLogger().getEffectiveLevel()}
-        process.stdin.write(_line(settings))
-        for (kind, _, _), body in self._latest.items():
-            process.stdin.write(_line([kind, None, body]))
-        # From here on events go straight to the child (nothing was awaited
-        # since the replay, so none slipped in between).
-        self._process = process
-        lags = asyncio.create_task(self._read_lags(process.stdout))
+        lags: asyncio.Task[None] | None = None
         try:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            settings = {**self._settings, "log_level": logging.getLogger().getEffectiveLevel()}
+            process.stdin.write(_line(settings))
+            for (kind, _, _), body in self._latest.items():
+                process.stdin.write(_line([kind, None, body]))
+            # The child fires nothing before this line: every CronTask and
+            # child it knows of has arrived (Forbid and Replace see the
+            # children of a CronTask before its first fire).
+            process.stdin.write(_line([_SYNCED]))
+            # From here on events go straight to the child (nothing was awaited
+            # since the replay, so none slipped in between).
+            self._process = process
+            lags = asyncio.create_task(self._read_lags(process.stdout))
             return await process.wait()
         finally:
             self._process = None
-            if process.returncode is None:  # cancelled: closing stdin tells it to stop
-                process.stdin.close()
-                try:
-                    await asyncio.wait_for(process.wait(), STOP_SECONDS)
-                except TimeoutError:
-                    log.warning(
-                        "the CronTask process did not stop in %.0fs; killing it", STOP_SECONDS
-                    )
+            try:
+                if process.returncode is None and process.stdin is not None:
+                    process.stdin.close()  # how the child is told to stop
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(process.wait(), STOP_SECONDS)
+            finally:
+                # Also when cancelled again while waiting: never leave it behind.
+                if process.returncode is None:
+                    log.warning("the CronTask process did not stop; killing it")
                     process.kill()
-                    await process.wait()
-            lags.cancel()
-            await asyncio.gather(lags, return_exceptions=True)
+                if lags is not None:
+                    lags.cancel()
 
     async def _read_lags(self, stdout: asyncio.StreamReader) -> None:
-        while line := await stdout.readline():
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:  # an overlong line: not ours to read
+                continue
+            if not line:
+                return
             with contextlib.suppress(ValueError):
                 self._lags.append(float(line))
 
@@ -185,8 +201,7 @@ async def _serve() -> None:
         max_connections=settings["max_connections"],
         # Longer than a minute, so connections opened for a burst of
         # once-a-minute CronTasks are still open for the next burst (a TLS
-        # handshake per child costs milliseconds of CPU on both sides). The
-        # API server closes idle connections itself after 90 s.
+        # handshake per child costs milliseconds of CPU on both sides).
         keepalive_seconds=75,
     )
 
@@ -203,14 +218,31 @@ async def _serve() -> None:
         on_fire=report,
     )
 
-    async def read_events() -> None:
-        while line := await stdin.readline():
-            kind, event_type, body = orjson.loads(line)
+    def take(line: bytes) -> bool:
+        """Hand one event to the controller; False at the end of the replay."""
+        try:
+            kind, *event = orjson.loads(line)
+            if kind == _SYNCED:
+                return False
+            event_type, body = event
             if kind == _TASK:
                 controller.observe_task(event_type, body)
             else:
                 controller.observe(event_type, body)
+        except Exception:  # one bad event must not stop every CronTask
+            log.exception("the CronTask process could not take an event")
+        return True
 
+    async def read_events() -> None:
+        while line := await stdin.readline():
+            take(line)
+
+    # Everything the operator knows first, then the timers.
+    while (line := await stdin.readline()) and take(line):
+        pass
+    if not line:  # the operator went away during the replay
+        await client.close()
+        return
     reading = asyncio.create_task(read_events())
     firing = asyncio.create_task(controller.run())
     try:
@@ -227,9 +259,11 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    # Ctrl-C in a terminal reaches the whole process group; the operator
-    # handles it and closes our stdin, which is how this process stops.
+    # Ctrl-C in a terminal, or a SIGTERM to the process group, reaches this
+    # process too; the operator handles it and closes our stdin, which is how
+    # this process stops (after its in-flight creates).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         asyncio.run(_serve())
     except Exception:

@@ -105,8 +105,8 @@ class Engine:
         )
         self._changed = asyncio.Event()
         self._completing: set[str] = set()
-        #: Tasks whose Dead write is in flight.
-        self._dying: set[TaskKey] = set()
+        #: Tasks (key and uid) whose Dead write is in flight.
+        self._dying: set[tuple[TaskKey, str]] = set()
         #: Leases of Tasks cancelled or deleted while running: heartbeats say cancel.
         self._cancelled: dict[str, float] = {}
         #: When a worker last asked for each type (monotonic seconds).
@@ -786,13 +786,13 @@ class Engine:
         self, record: TaskRecord, reason: Reason, message: str
     ) -> Coroutine[Any, Any, None]:
         self.dispatcher.discard(record.key)
-        if record.key in self._dying:
+        if (record.key, record.uid) in self._dying:
             # The first reason found stands. Two members of a dependency cycle
             # each see the cycle; when one's Dead write lands first, the other
             # is looked at again and sees a Dead dependency. Without this, its
             # DependencyFailed write raced its own DependencyCycle write.
             return _nothing()
-        self._dying.add(record.key)
+        self._dying.add((record.key, record.uid))
         patch = transitions.dead(record.task.status, reason, message, self.clock.now())
         return self._dead_written(record, self._write_quietly(record, patch), reason, message)
 
@@ -802,7 +802,7 @@ class Engine:
         try:
             written = await write
         finally:
-            self._dying.discard(record.key)
+            self._dying.discard((record.key, record.uid))
         if not written:
             current = self.records.get(record.key)
             if current is not None and current is not record:
