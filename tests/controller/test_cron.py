@@ -16,6 +16,7 @@ from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import FakeClock
 from taskmill.dispatch.transitions import iso
 from taskmill.kube.client import ApiError, KubeClient
+from tests.controller.conditions import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,13 +95,6 @@ def crontask(schedule: str = "@every 10s", **spec: Any) -> dict[str, Any]:
         "spec": {"schedule": schedule, "taskTemplate": {"spec": {"type": "echo"}}, **spec},
         "status": status,
     }
-
-
-async def until(condition: Callable[[], bool], within_seconds: float = 5) -> None:
-    """Poll ``condition`` (the fake API has no watch to wait on) with a deadline."""
-    async with asyncio.timeout(within_seconds):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def settle() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,15 +17,18 @@ from taskmill.kube import config as kubeconfig
 from taskmill.kube.client import KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.testing.controlplane import ControlPlane
+from tests.controller.conditions import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def until(condition: Callable[[], Any], what: str, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+def every_second(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "CronTask",
+        "metadata": {"name": name},
+        "spec": {"schedule": "@every 1s", "taskTemplate": {"spec": {"type": "noop"}}, **spec},
+    }
 
 
 def alive(pid: int) -> bool:
@@ -44,13 +46,7 @@ async def test_fires_from_its_own_process_restarts_it_and_stops_it(
     namespace = lone_namespace
     config = kubeconfig.load(lone_plane.kubeconfig)
     async with KubeClient(config) as client:
-        manifest = {
-            "apiVersion": API_VERSION,
-            "kind": "CronTask",
-            "metadata": {"name": "tick"},
-            "spec": {"schedule": "@every 1s", "taskTemplate": {"spec": {"type": "noop"}}},
-        }
-        crontask = await client.create(path("crontasks", namespace), manifest)
+        crontask = await client.create(path("crontasks", namespace), every_second("tick"))
         children: set[str] = set()
 
         async def count_children() -> None:
@@ -93,16 +89,7 @@ async def test_a_restarted_process_knows_every_child_before_it_fires(
     namespace = lone_namespace
     config = kubeconfig.load(lone_plane.kubeconfig)
     async with KubeClient(config) as client:
-        manifest = {
-            "apiVersion": API_VERSION,
-            "kind": "CronTask",
-            "metadata": {"name": "solo"},
-            "spec": {
-                "schedule": "@every 1s",
-                "concurrencyPolicy": "Forbid",
-                "taskTemplate": {"spec": {"type": "noop"}},
-            },
-        }
+        manifest = every_second("solo", concurrencyPolicy="Forbid")
         await client.create(path("crontasks", namespace), manifest)
         # Its last fire 10 s ago: a slot is due the moment the process starts.
         crontask = await client.merge_patch(

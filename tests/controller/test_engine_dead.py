@@ -4,8 +4,6 @@ status write held back to force an order the watch would only sometimes give."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from taskmill.kube.client import KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.task import Phase
 from taskmill.testing.controlplane import ControlPlane
+from tests.controller.conditions import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -48,13 +47,6 @@ def depends_on(name: str, other: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"type": "echo", "dependsOn": [{"name": other}]},
     }
-
-
-async def until(condition: Callable[[], bool], what: str, limit: float = 20) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_both_members_of_a_cycle_are_dead_of_the_cycle_whichever_write_lands_first(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from taskmill.kube import config as kubeconfig
 from taskmill.kube.client import KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.testing.controlplane import ControlPlane
+from tests.controller.conditions import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -46,13 +45,6 @@ def manifest(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"type": "noop"},
     }
-
-
-async def until(condition: Callable[[], bool], what: str, limit: float = 20) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_lists_then_watches_and_relists_when_history_is_gone(
