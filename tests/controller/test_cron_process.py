@@ -67,6 +67,10 @@ async def test_fires_from_its_own_process_restarts_it_and_stops_it(
             await until(cron.fire_lags, "a fire lag reported")
             assert all(0 <= lag < 5 for lag in cron.fire_lags())
 
+            # An event that cannot be encoded is logged and dropped: it neither
+            # raises into the caller's watch loop nor spoils the next replay.
+            cron.observe_task("ADDED", {"metadata": {"namespace": namespace}, "odd": {1, 2}})
+
             os.kill(first, signal.SIGKILL)
             await until(lambda: cron.pid not in (None, first), "a new process")
             second = cron.pid

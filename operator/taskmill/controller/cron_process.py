@@ -83,8 +83,9 @@ class CronProcess:
             "events_per_second": events_per_second,
             "component": component,
         }
-        #: The latest version of every CronTask and child Task, by (kind, namespace, name).
-        self._latest: dict[Key, dict[str, Any]] = {}
+        #: The latest version of every CronTask and child Task, by (kind, namespace,
+        #: name), as JSON: encoded once, replayed to every new child as it is.
+        self._latest: dict[Key, bytes] = {}
         self._process: asyncio.subprocess.Process | None = None
         self._lags: deque[float] = deque(maxlen=1000)
 
@@ -108,13 +109,18 @@ class CronProcess:
     def _hand_over(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        try:
+            encoded = orjson.dumps(body)
+        except TypeError:  # never into the caller's watch loop
+            log.exception("cannot hand %s/%s to the CronTask process", *key[1:])
+            return
         if event_type == "DELETED":
             self._latest.pop(key, None)
         else:
-            self._latest[key] = body
+            self._latest[key] = encoded
         process = self._process
         if process is not None and process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.write(_line([kind, event_type, body]))
+            process.stdin.write(_event(kind, event_type, encoded))
 
     async def run(self) -> None:
         """Keep a child running until cancelled; stop it then."""
@@ -145,8 +151,8 @@ class CronProcess:
             assert process.stdout is not None
             settings = {**self._settings, "log_level": logging.getLogger().getEffectiveLevel()}
             process.stdin.write(_line(settings))
-            for (kind, _, _), body in self._latest.items():
-                process.stdin.write(_line([kind, None, body]))
+            for (kind, _, _), encoded in self._latest.items():
+                process.stdin.write(_event(kind, None, encoded))
             # The child fires nothing before this line: every CronTask and
             # child it knows of has arrived (Forbid and Replace see the
             # children of a CronTask before its first fire).
@@ -185,6 +191,11 @@ class CronProcess:
 
 def _line(message: Any) -> bytes:
     return orjson.dumps(message) + b"\n"
+
+
+def _event(kind: str, event_type: str | None, encoded_body: bytes) -> bytes:
+    """The line ``[kind, event_type, body]`` around a body encoded already."""
+    return b"[%b,%b,%b]\n" % (orjson.dumps(kind), orjson.dumps(event_type), encoded_body)
 
 
 # -- the child ------------------------------------------------------------
