@@ -43,7 +43,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import heapq
-import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -338,28 +337,51 @@ class CronController:
         name = child_name(record.key[1], slot)
         body = self._child_body(record, crontask, name, slot)
         self._on_fire(self.clock.now() - slot)
+        created = await self._create(record, crontask, name, body, slot)
+        if created is None:
+            return
+        log.info(
+            "CronTask %s/%s: created %s, %.0f ms after its slot",
+            *record.key,
+            name,
+            (now - slot) * 1000,
+        )
+        uid = crontask.metadata.uid
+        children = self._children.setdefault((record.key[0], uid), {})
+        created_meta = created.get("metadata", {})
+        children.setdefault(name, Child(name, created_meta.get("uid", ""), Phase.PENDING, slot))
+
+    async def _create(
+        self, record: Record, crontask: CronTask, name: str, body: dict[str, Any], slot: float
+    ) -> dict[str, Any] | None:
+        """Create the child; None when it exists already or cannot be created.
+
+        The child's name makes a retried create idempotent, so a slot is not
+        lost to a dropped connection or an API server restart: transient
+        errors are retried until :func:`_retry_deadline`, or until the
+        CronTask is deleted, replaced or suspended meanwhile.
+        """
         url = path(Task.RESOURCE_PLURAL, record.key[0])
         give_up_at = _retry_deadline(record.schedule, crontask, slot)
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                created = await self._client.create(url, body)
-                break
+                created: dict[str, Any] = await self._client.create(url, body)
+                return created
             except ApiError as exc:
                 if exc.already_exists:
                     log.info("CronTask %s/%s: %s exists already (no-op)", *record.key, name)
-                    return
+                    return None
                 error: Exception = exc
-                transient = exc.status == 429 or exc.status >= 500
+                transient = exc.is_transient
             except (OSError, aiohttp.ClientError) as exc:
                 error, transient = exc, True
-            # The child's name makes a retried create idempotent, so a slot is
-            # not lost to a dropped connection or an API server restart; it is
-            # given up only when the next slot is due (which fires on its own).
             delay = self._create_retry.base_delay(attempt)
             if not transient or self.clock.now() + delay >= give_up_at:
                 log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, error)
                 await self._events.record(record.body, "Warning", "FailedCreate", str(error))
-                return
+                return None
             (log.warning if attempt == 1 else log.info)(
                 "CronTask %s/%s: create of %s failed (%s), retrying in %.1fs",
                 *record.key,
@@ -371,17 +393,7 @@ class CronController:
             current = self._records.get(record.key)
             if current is not record or current.crontask is None or current.crontask.spec.suspend:
                 log.info("CronTask %s/%s changed; %s not retried", *record.key, name)
-                return
-        log.info(
-            "CronTask %s/%s: created %s, %.0f ms after its slot",
-            *record.key,
-            name,
-            (now - slot) * 1000,
-        )
-        uid = crontask.metadata.uid
-        children = self._children.setdefault((record.key[0], uid), {})
-        created_meta = created.get("metadata", {})
-        children.setdefault(name, Child(name, created_meta.get("uid", ""), Phase.PENDING, slot))
+                return None
 
     def _child_body(
         self, record: Record, crontask: CronTask, name: str, slot: float

@@ -18,12 +18,14 @@ it: the API server being away is retried with capped backoff.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 
+from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.keys import TaskKey
 from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
@@ -32,6 +34,10 @@ from taskmill.models.resources import Task
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[str | None, dict[str, Any]], None]
+
+#: Between attempts to reach an API server that is away (the operator's
+#: initial load uses it too).
+RECONNECT = BackoffPolicy(initial_seconds=0.5, factor=2, max_seconds=10, jitter=0)
 
 #: Errors after which the watch is simply opened again.
 _TRANSIENT = (ApiError, OSError, TimeoutError, aiohttp.ClientError, ValueError)
@@ -106,31 +112,31 @@ class TaskInformer:
         return count
 
     async def _watch_scope(self, scope: str | None) -> None:
-        delay = 0.5
+        failures = 0
         while True:
             try:
                 await self._stream(scope)
-                delay = 0.5  # the server ended the watch normally: resume at once
+                failures = 0  # the server ended the watch normally: resume at once
             except _TRANSIENT as exc:
                 if isinstance(exc, ApiError) and exc.status == 410:
                     # The server no longer has the history to resume from.
                     log.info("Task watch of %s expired; listing again", scope or "all namespaces")
                     await self._relist(scope)
                     continue
+                failures += 1
+                delay = RECONNECT.base_delay(failures)
                 log.warning("Task watch of %s failed (%s); retrying in %.1fs", scope, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def _relist(self, scope: str | None) -> None:
-        delay = 0.5
-        while True:
+        for failures in itertools.count(1):
             try:
                 await self._list(scope)
                 return
             except _TRANSIENT as exc:
+                delay = RECONNECT.base_delay(failures)
                 log.warning("cannot list Tasks of %s (%s); retrying in %.1fs", scope, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def _stream(self, scope: str | None) -> None:
         async for event in self._client.watch(

@@ -35,7 +35,7 @@ import taskmill
 from taskmill.controller.cron import CRONTASK_LABEL
 from taskmill.controller.cron_process import CronProcess
 from taskmill.controller.engine import Engine, LeaseConflict
-from taskmill.controller.informer import TaskInformer
+from taskmill.controller.informer import RECONNECT, TaskInformer
 from taskmill.controller.leader import LeaderElector
 from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
@@ -138,7 +138,7 @@ async def _load_state(
     engine: Engine, informer: TaskInformer, settings: OperatorSettings, stop: asyncio.Event
 ) -> None:
     """Load the TaskQueues, then the Tasks, retrying while the API server is unreachable."""
-    delay = 0.5
+    failures = 0
     while not stop.is_set():
         try:
             await engine.load_queues(settings.namespaces)
@@ -149,10 +149,11 @@ async def _load_state(
             log.info("loaded %d Tasks in %.1fs", count, time.monotonic() - started)
             return
         except (ApiError, OSError, TimeoutError) as exc:
+            failures += 1
+            delay = RECONNECT.base_delay(failures)
             log.warning("cannot load TaskQueues and Tasks yet (%s); retrying in %.1fs", exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 10.0)
 
 
 def _elector(client: KubeClient, settings: OperatorSettings) -> LeaderElector | None:

@@ -49,6 +49,11 @@ class ApiError(Exception):
     def already_exists(self) -> bool:
         return self.status == 409 and self.reason == "AlreadyExists"
 
+    @property
+    def is_transient(self) -> bool:
+        """The same request may succeed later: throttled, or the server failed."""
+        return self.status == 429 or self.status >= 500
+
 
 def path(
     plural: str,
