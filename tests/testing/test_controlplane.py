@@ -405,3 +405,11 @@ def test_custom_apiserver_flags_are_applied(tmp_path: Path) -> None:
         (tmp_path / "plane" / "mine.txt").write_text("keep me")
     assert (tmp_path / "plane").exists()
     assert sorted(p.name for p in (tmp_path / "plane").iterdir()) == ["mine.txt"]
+
+
+def test_only_a_known_component_can_be_stopped_or_started() -> None:
+    plane = ControlPlane()
+    with pytest.raises(ControlPlaneError, match="no process 'etcd'"):
+        plane.stop_component("etcd")
+    with pytest.raises(ControlPlaneError, match="no process 'kube-apiserver'"):
+        plane.start_component("kube-apiserver")

@@ -37,6 +37,12 @@ ports and paths, and :meth:`ControlPlane.attach` re-opens it from any
 process to inspect or stop the plane. Process identity is checked with the
 kernel's start time of each pid, so a recycled pid is never signalled.
 
+Outages. :meth:`~ControlPlane.stop_component` stops one process (SIGTERM, or
+SIGKILL with ``kill=True``) and leaves the rest, the data and the ports;
+:meth:`~ControlPlane.start_component` starts it again with the same command
+line and waits until it is ready: the API server stopped with etcd kept, or
+etcd stopped under a running API server, as the fault tests do.
+
 Each process runs in a session of its own, so a Ctrl-C at the terminal
 reaches only Python, which then stops them in order (controller manager,
 API server, etcd) instead of all three dying at once.
@@ -412,6 +418,10 @@ class ControlPlane:
         self._kubectl_path: Path | None = None
         self._admin_ssl: ssl.SSLContext | None = None
         self._atexit_registered = False
+        #: How each process was started and how its readiness is judged, so
+        #: one can be started again in its place (start_component).
+        self._commands: dict[str, list[str]] = {}
+        self._readiness: dict[str, tuple[str, Callable[[], bool]]] = {}
 
     def __repr__(self) -> str:
         state = f"server={self._server}" if self._server else "not started"
@@ -589,6 +599,44 @@ class ControlPlane:
                 (self._workdir / STATE_FILE).unlink(missing_ok=True)
         self._server = None
         self._admin_ssl = None
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one process (``etcd``, ``kube-apiserver``, ``kube-controller-manager``)
+        and leave the others, the data and the ports as they are: an outage.
+
+        ``kill``: SIGKILL (a crash) instead of SIGTERM. The process stays in
+        :attr:`pids` until :meth:`start_component` replaces it.
+        """
+        process = self._component(name)
+        if kill:
+            process.signal(signal.SIGKILL)
+            process.wait(10.0)
+        else:
+            process.stop(_STOP_TIMEOUT)
+
+    def start_component(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start a process stopped by :meth:`stop_component` again, with the
+        same flags, ports and data, and return once it is ready."""
+        process = self._component(name)
+        if process.alive():
+            raise ControlPlaneError(f"{name} is running; stop it first")
+        command = self._commands.get(name)
+        if command is None:
+            raise ControlPlaneError(f"{name} was not started by this ControlPlane object")
+        replacement = _Process.spawn(
+            name, command, log=process.log, cwd=self.workdir, detached=self.detached
+        )
+        self._processes[self._processes.index(process)] = replacement
+        self._write_state()
+        what, ready = self._readiness[name]
+        self._await(replacement, what, ready, time.monotonic() + timeout)
+
+    def _component(self, name: str) -> _Process:
+        for process in self._processes:
+            if process.name == name:
+                return process
+        known = ", ".join(p.name for p in self._processes) or "none"
+        raise ControlPlaneError(f"no process {name!r} in this control plane (running: {known})")
 
     def is_running(self) -> bool:
         """Whether all of the control plane's processes are alive."""
@@ -793,9 +841,10 @@ class ControlPlane:
         )
 
     def _spawn(self, name: str, binary: Path, flags: Sequence[str]) -> _Process:
+        self._commands[name] = [str(binary), *flags]
         process = _Process.spawn(
             name,
-            [str(binary), *flags],
+            self._commands[name],
             log=self.workdir / "logs" / f"{name}.log",
             cwd=self.workdir,
             detached=self.detached,
@@ -855,6 +904,7 @@ class ControlPlane:
             except (OSError, ValueError):
                 return False
 
+        self._readiness[process.name] = ("/health", healthy)
         self._await(process, "/health", healthy, deadline)
 
     def apiserver_flag_defaults(self, port: int) -> dict[str, str]:
@@ -895,6 +945,7 @@ class ControlPlane:
             except OSError:
                 return False
 
+        self._readiness[process.name] = ("/readyz", ready)
         self._await(process, "/readyz", ready, deadline)
 
     def controller_manager_flag_defaults(self) -> dict[str, str]:
@@ -922,6 +973,7 @@ class ControlPlane:
             except OSError:
                 return False
 
+        self._readiness[process.name] = ("the `default` ServiceAccount in `default`", ready)
         self._await(process, "the `default` ServiceAccount in `default`", ready, deadline)
 
     # --- talking to the API server ---
