@@ -232,7 +232,7 @@ def _accept(
             # refuses later ones: the earliest that ended in time counted.
             finished = entry.finished if entry.finished is not None else float("inf")
             in_time = [e for e in candidates if e.end <= finished + TOLERANCE_SECONDS]
-            best = min(in_time or candidates, key=lambda e: (e.end if in_time else -e.end))
+            best = min(in_time or candidates, key=lambda e: e.end if in_time else -e.end)
             accepted.add(id(best))
         elif entry.outcome == "Succeeded":
             report.violations.append(

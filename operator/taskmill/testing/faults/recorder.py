@@ -41,6 +41,8 @@ from taskmill.worker.context import HandlerContext
 #: The environment variable naming the worker in the records; it should be
 #: the worker's ``--name``. Default: the worker's own default identity.
 WORKER_ENV = "TASKMILL_FAULTS_WORKER"
+#: The environment variable a handler module may read for the log's path.
+LOG_ENV = "TASKMILL_FAULTS_LOG"
 
 
 def worker_identity() -> str:
