@@ -54,6 +54,12 @@ def scaled(count: int) -> int:
     return max(1, round(count * scale()))
 
 
+def rate(per_second: float) -> float:
+    """A load rate for the scale: faster for a long run, though no more
+    than three times (beyond that the Tasks only queue up)."""
+    return per_second * min(3.0, scale())
+
+
 @dataclass
 class Member:
     """A process of the run and its recorded lifetime."""

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
-from tests.faults.harness import FaultRun, history_outcomes, ready, scaled, work
+from tests.faults.harness import FaultRun, history_outcomes, rate, ready, scaled, work
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_a_killed_worker_loses_no_task(run: FaultRun) -> None:
     run.start_worker("worker-a", url)
     run.start_worker("worker-b", url)
     specs = work(scaled(300), seconds=0.4)
-    load = run.produce(specs, per_second=40 * min(3, scaled(1)))
+    load = run.produce(specs, per_second=rate(40))
     run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
     run.kill("worker-a")
     run.start_worker("worker-c", url)  # the Deployment's replacement
@@ -62,7 +62,7 @@ def test_a_paused_worker_comes_back_to_refused_completions(run: FaultRun) -> Non
     run.start_worker("worker-a", url)
     run.start_worker("worker-b", url)
     specs = work(scaled(300), seconds=1.0)
-    load = run.produce(specs, per_second=25)
+    load = run.produce(specs, per_second=rate(25))
     run.wait_for(lambda: run.executions() >= len(specs) // 4, "a quarter of the load", 120)
     run.pause("worker-a", run.lease_seconds + 4)
     load.finish()
@@ -89,7 +89,7 @@ def test_an_operator_killed_and_restarted_leases_nothing_twice(run: FaultRun) ->
     run.start_worker("worker-a", url)
     run.start_worker("worker-b", url)
     specs = work(scaled(300), seconds=0.4)
-    load = run.produce(specs, per_second=40)
+    load = run.produce(specs, per_second=rate(40))
     run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
     run.kill("operator-1")
     run.start_operator("operator-2", port=int(url.rsplit(":", 1)[1]))
@@ -107,7 +107,7 @@ def test_a_gracefully_stopped_worker_wastes_no_attempt(run: FaultRun) -> None:
     run.start_worker("worker-a", url)
     run.start_worker("worker-b", url)
     specs = work(scaled(300), seconds=0.4)
-    load = run.produce(specs, per_second=40)
+    load = run.produce(specs, per_second=rate(40))
     run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
     started = time.monotonic()
     assert run.terminate("worker-a") == 0, run.logs()
@@ -131,7 +131,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(run: FaultRun) -> None
     run.start_worker("worker-a", leader)
     run.start_worker("worker-b", standby)  # waits (503 NotLeader) until b leads
     specs = work(scaled(300), seconds=0.4)
-    load = run.produce(specs, per_second=40)
+    load = run.produce(specs, per_second=rate(40))
     run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
     run.kill("operator-a")
     killed = time.monotonic()
@@ -227,7 +227,7 @@ def test_retries_and_dead_count_their_attempts_across_kills(run: FaultRun) -> No
     doomed = work(scaled(50), "doomed", spec={"maxAttempts": 3}, seconds=0.1, alwaysFail=True)
     specs = [*flaky, *doomed]
     total = 3 * len(specs)
-    load = run.produce(specs, per_second=40)
+    load = run.produce(specs, per_second=rate(40))
     run.wait_for(lambda: run.executions() >= total // 4, "a quarter of the executions", 120)
     run.kill("operator-1")
     run.start_operator("operator-2", port=port)
