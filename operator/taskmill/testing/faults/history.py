@@ -74,6 +74,8 @@ class Report:
     discarded: list[dict[str, Any]] = field(default_factory=list)
     redone_after_success: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: Outcomes of every attempt in the final Tasks' histories.
+    attempt_outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
     def succeeded(self) -> int:
@@ -120,10 +122,18 @@ class Report:
             },
             "executions": self.executions,
             "accepted": self.accepted,
+            "attempt_outcomes": dict(sorted(self.attempt_outcomes.items())),
             "duplicates": {
                 "count": len(self.duplicates),
                 "unexplained": len(self.unexplained),
                 "by_explanation": dict(sorted(explanations.items())),
+                # A lease that expired with no fault recorded in its window:
+                # heartbeats that did not arrive in time on their own.
+                "without_fault": sum(
+                    1
+                    for d in self.duplicates
+                    if d["explanation"] and not d["explanation"]["causes"]
+                ),
                 "items": cut(self.duplicates),
             },
             "redone_after_success": {
@@ -179,6 +189,7 @@ def check(
 
 def _judge_task(task: FinalTask, runs: list[Execution], run: RunRecord, report: Report) -> None:
     history = list(task.history)
+    report.attempt_outcomes.update(entry.outcome for entry in history)
     accepted = _accept(task, history, runs, report)
     report.accepted += len(accepted)
     successes = [e for e in runs if id(e) in accepted and e.outcome == SUCCEEDED]
