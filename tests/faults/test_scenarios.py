@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane
+from taskmill.testing.faults.records import parse_time
 from tests.faults.harness import FaultRun, history_outcomes, rate, ready, scaled, work
 
 pytestmark = pytest.mark.integration
@@ -203,7 +204,7 @@ def test_a_crontask_fires_each_slot_once_across_an_operator_restart(run: FaultRu
     for child in children:
         scheduled = child["metadata"]["annotations"]["taskmill.dev/scheduled-at"]
         slot = int(child["metadata"]["name"].rsplit("-", 1)[1])
-        assert time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(slot)) == scheduled
+        assert parse_time(scheduled) == slot
     missing = sorted(set(range(fired[0], fired[-1] + 1)) - set(fired))
     # The restarted operator's CronTask process starts after it has listed
     # the Tasks, a few seconds after it answers ready on a busy machine.
