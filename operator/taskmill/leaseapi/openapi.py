@@ -47,8 +47,8 @@ def document(version: str) -> dict[str, Any]:
             "401": _json("No valid token (when the operator authenticates workers)", error),
             "403": _json("The token's identity is not an allowed worker", error),
             "503": _json(
-                "A standby replica, an operator still loading Tasks, or a token that could"
-                " not be checked; retry",
+                "A standby replica, an operator still loading Tasks, an API server that"
+                " takes no writes now, or a token that could not be checked; retry",
                 error,
             ),
         }

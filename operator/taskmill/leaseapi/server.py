@@ -81,10 +81,15 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         raise BadRequest("InvalidRequest", f"{where}: {first['msg']}") from exc
 
 
+class _NeverRaised(Exception):
+    """The ``unavailable`` error of a backend that has none."""
+
+
 def build_app(
     backend: LeaseBackend,
     *,
     conflict: type[Exception],
+    unavailable: type[Exception] = _NeverRaised,
     version: str,
     ready: Callable[[], bool] = lambda: True,
     extra_routes: Callable[[web.Application], None] | None = None,
@@ -92,7 +97,8 @@ def build_app(
     serving: Callable[[], bool] = lambda: True,
     synced: Callable[[], bool] = lambda: True,
 ) -> web.Application:
-    """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
+    """The aiohttp application. ``conflict`` is the backend's "lease not current"
+    error (409); ``unavailable`` its "cannot write now, retry" error (503)."""
     from taskmill.leaseapi.openapi import document
 
     openapi = orjson.dumps(document(version))
@@ -114,6 +120,8 @@ def build_app(
             return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
+        except unavailable as exc:
+            return _error(503, "Unavailable", str(exc))
         except Exception:
             log.exception("lease API %s %s failed", request.method, request.path)
             return _error(500, "InternalError", "the operator could not handle this call")
@@ -170,6 +178,8 @@ def build_app(
             error = None
             if isinstance(outcome, conflict):
                 error = "LeaseConflict"
+            elif isinstance(outcome, unavailable):
+                error = "Unavailable"  # the worker keeps it and reports it again
             elif isinstance(outcome, BaseException):
                 log.error("outcome of lease %s failed", item.lease_id, exc_info=outcome)
                 error = "InternalError"
