@@ -34,7 +34,12 @@ def test_a_lease_records_running_the_attempt_and_the_holder() -> None:
 
     assert patch["phase"] == "Running"
     assert patch["attempts"] == 1
-    assert patch["lease"] == {"worker": "w1", "id": "L", "expiresAt": transitions.iso(NOW + 28)}
+    assert patch["lease"] == {
+        "worker": "w1",
+        "id": "L",
+        "expiresAt": transitions.iso(NOW + 28),
+        "startedAt": transitions.iso(NOW - 2),
+    }
     assert patch["startedAt"] == transitions.iso(NOW - 2)
 
 

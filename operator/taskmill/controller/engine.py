@@ -459,7 +459,16 @@ class Engine:
         assert status.lease is not None
         now = self.clock.now()
         lease_seconds = self.settings.lease_seconds
-        started = to_timestamp(status.started_at) if status.started_at else now
+        # The attempt's own start, recorded with its lease; a lease written
+        # before that was recorded began after the previous attempt ended.
+        if status.lease.started_at is not None:
+            started = to_timestamp(status.lease.started_at)
+        elif status.history and status.history[-1].finished_at is not None:
+            started = to_timestamp(status.history[-1].finished_at)
+        elif status.started_at is not None:
+            started = to_timestamp(status.started_at)
+        else:
+            started = now
         self.leases.add(
             LeaseInfo(
                 id=status.lease.id,

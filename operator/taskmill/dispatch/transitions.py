@@ -61,7 +61,12 @@ def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
     patch: StatusPatch = {
         "phase": Phase.RUNNING.value,
         "attempts": lease.attempt,
-        "lease": {"worker": lease.worker, "id": lease.id, "expiresAt": iso(lease.expires_at)},
+        "lease": {
+            "worker": lease.worker,
+            "id": lease.id,
+            "expiresAt": iso(lease.expires_at),
+            "startedAt": iso(lease.started_at),
+        },
         "reason": None,
         "message": None,
         "nextAttemptAt": None,

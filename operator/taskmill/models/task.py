@@ -259,6 +259,11 @@ class Lease(ApiModel):
     worker: str = Field(description="Identity of the worker holding the lease.")
     id: str = Field(description="Lease id; calls naming another id get 409.")
     expires_at: Timestamp
+    started_at: Timestamp | None = Field(
+        default=None,
+        description="When this attempt's lease was granted: its history entry's startedAt "
+        "after an operator restart.",
+    )
 
 
 class Progress(ApiModel):
