@@ -3,11 +3,11 @@ started again with etcd kept, then etcd stopped and started again under the
 running API server. On a control plane of its own: these outages would stop
 every other test's API server too.
 
-An outage longer than a worker's outcome retries (about 16 s) makes a worker
-drop outcomes of finished work; their leases then expire after the outage and
-the Tasks run again. The checker explains those executions by the expiry and
-counts them as "redone after success"; ``WORKERS_KEEP_OUTCOMES`` says whether
-the workers are expected to keep them instead.
+The API server's outage is longer than the ~16 s after which a worker once
+gave up an outcome it could not deliver (its lease then expired and the
+finished work was done again, which the checker counts as "redone after
+success"). A worker now keeps the outcome, and keeps heartbeating, until the
+operator takes it: nothing is redone after success.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from tests.faults.harness import FaultRun, scale, scaled, work
 
 pytestmark = pytest.mark.integration
 
-#: Whether a worker keeps an outcome until the operator takes it, however
-#: long the API server is away (then no finished work is ever redone).
-WORKERS_KEEP_OUTCOMES = False
-#: Longer than a worker's outcome retries, so that the above matters.
+#: Longer than the outcome retries of a worker that would give up.
 APISERVER_OUTAGE_SECONDS = 20
 ETCD_OUTAGE_SECONDS = 8
 
@@ -68,5 +65,4 @@ def test_the_api_server_and_etcd_go_away_and_come_back(run: FaultRun) -> None:
     report = run.report("control-plane-outages", {n: "Succeeded" for n, _ in specs}, items)
     assert report.ok, report.failures
     assert all(d["explanation"]["kind"] == "lease-expired" for d in report.duplicates)
-    if WORKERS_KEEP_OUTCOMES:
-        assert report.redone_after_success == [], report.dumps()
+    assert report.redone_after_success == [], report.dumps()
