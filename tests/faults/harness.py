@@ -275,6 +275,11 @@ class FaultRun:
         except FileNotFoundError:
             return 0
 
+    def ended_during(self, outage: Outage) -> int:
+        """Executions that finished while ``outage`` lasted: work whose outcome
+        had to wait for the outage to end."""
+        return sum(1 for e in read_executions(self.log) if outage.start <= e.end <= outage.end)
+
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not condition():

@@ -52,9 +52,10 @@ def test_the_api_server_and_etcd_go_away_and_come_back(run: FaultRun) -> None:
     url = run.start_operator("operator")
     run.start_worker("worker-a", url)
     run.start_worker("worker-b", url)
-    specs = work(scaled(300), seconds=0.3)
-    # Slow enough that Tasks keep arriving across both outages.
-    load = run.produce(specs, per_second=8 * scale())
+    specs = work(scaled(300), seconds=1.0)
+    # Slow enough that Tasks keep arriving across both outages, with about
+    # ten running at any time.
+    load = run.produce(specs, per_second=10 * scale())
     run.wait_for(lambda: run.executions() >= len(specs) // 6, "a sixth of the load", 120)
     run.outage("kube-apiserver", APISERVER_OUTAGE_SECONDS)
     resumed = run.executions() + 10
@@ -64,5 +65,7 @@ def test_the_api_server_and_etcd_go_away_and_come_back(run: FaultRun) -> None:
     items = run.wait_finished([n for n, _ in specs], timeout=300)
     report = run.report("control-plane-outages", {n: "Succeeded" for n, _ in specs}, items)
     assert report.ok, report.failures
+    # Both outages hit running work: handlers finished while nothing could be written.
+    assert all(run.ended_during(outage) >= 1 for outage in run.record.outages), run.record
     assert all(d["explanation"]["kind"] == "lease-expired" for d in report.duplicates)
     assert report.redone_after_success == [], report.dumps()
