@@ -340,7 +340,7 @@ class Producer(threading.Thread):
         self, run: FaultRun, specs: list[tuple[str, dict[str, Any]]], per_second: float
     ) -> None:
         super().__init__(name="fault-load", daemon=True)
-        self.run_ = run
+        self.fault_run = run
         self.specs = specs
         self.interval = 1.0 / per_second
         self.created = 0
@@ -354,7 +354,7 @@ class Producer(threading.Thread):
                 pause = start + index * self.interval - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)  # pacing the load, not waiting for a condition
-                self.run_.create_task(name, spec, deadline)
+                self.fault_run.create_task(name, spec, deadline)
                 self.created += 1
         except BaseException as exc:
             self.error = exc
