@@ -37,6 +37,7 @@ from taskmill.testing.faults.records import (
     RunRecord,
     read_executions,
 )
+from taskmill.testing.proxy import Proxy
 from taskmill.testing.stack import Process, spawn, taskmill_command, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,6 +282,9 @@ class FaultRun:
         return sum(1 for e in read_executions(self.log) if outage.start <= e.end <= outage.end)
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
+        """Poll ``condition`` until it holds; fail after ``timeout`` seconds
+        (longer in proportion for a scaled-up run)."""
+        timeout *= max(1.0, scale())
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -291,6 +295,7 @@ class FaultRun:
 
     def wait_finished(self, names: Iterable[str], timeout: float) -> list[dict[str, Any]]:
         """Poll the Task list until every named Task is finished; the list."""
+        timeout *= max(1.0, scale())
         wanted = set(names)
         deadline = time.monotonic() + timeout
         items: list[dict[str, Any]] = []
@@ -331,6 +336,42 @@ class FaultRun:
             (Path(target) / f"{scenario}.json").write_text(json.dumps(document, indent=2) + "\n")
         print(f"\n== fault report: {scenario}\n{report.dumps()}")
         return report
+
+
+class Service:
+    """What a Kubernetes Service gives the workers: one address that leads
+    to whichever operator replica is Ready (only the leader is). A proxy
+    forwards each new connection to the replica that answered ``/readyz``
+    last; open connections to a replica that dies die with it."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        host, port = urls[0].removeprefix("http://").split(":")
+        self.proxy = Proxy(host, int(port))
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._follow, name="service", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.proxy.address}"
+
+    def __enter__(self) -> Service:
+        self.proxy.__enter__()
+        self._watch.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._watch.join(5)
+        self.proxy.__exit__(None, None, None)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.2):  # the endpoints' readiness probe period
+            for url in self.urls:
+                if ready(url):
+                    host, port = url.removeprefix("http://").split(":")
+                    self.proxy.target = (host, int(port))
+                    break
 
 
 class Producer(threading.Thread):

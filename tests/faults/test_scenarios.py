@@ -20,7 +20,15 @@ import pytest
 
 from taskmill.testing.controlplane import ControlPlane
 from taskmill.testing.faults.records import parse_time
-from tests.faults.harness import FaultRun, history_outcomes, rate, ready, scaled, work
+from tests.faults.harness import (
+    FaultRun,
+    Service,
+    history_outcomes,
+    rate,
+    ready,
+    scaled,
+    work,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -124,28 +132,37 @@ def test_a_gracefully_stopped_worker_wastes_no_attempt(run: FaultRun) -> None:
 
 
 def test_the_standby_takes_over_when_the_leader_is_killed(run: FaultRun) -> None:
-    """Two operator replicas with leader election; kill -9 the leader mid-load.
-    The standby takes the Lease and dispatching resumes through it."""
+    """Two operator replicas with leader election behind one Service address;
+    kill -9 the leader mid-load. The standby takes the Lease, the Service
+    sends the workers to it, and dispatching resumes: the outcomes of work
+    finished meanwhile reach the new leader, which took over the leases."""
     leader = run.start_operator("operator-a", leader_elect=True)
     standby = run.start_operator("operator-b", leader_elect=True, wait_ready=False)
     assert not ready(standby)
-    run.start_worker("worker-a", leader)
-    run.start_worker("worker-b", standby)  # waits (503 NotLeader) until b leads
-    specs = work(scaled(300), seconds=0.4)
-    load = run.produce(specs, per_second=rate(40))
-    run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
-    run.kill("operator-a")
-    killed = time.monotonic()
-    run.wait_for(lambda: ready(standby), "the standby to lead", 30)
-    took = time.monotonic() - killed
-    run.start_worker("worker-c", standby)
-    load.finish()
-    items = run.wait_finished([n for n, _ in specs], timeout=180)
+    with Service([leader, standby]) as service:
+        run.start_worker("worker-a", service.url)
+        run.start_worker("worker-b", service.url)
+        specs = work(scaled(300), seconds=0.4)
+        load = run.produce(specs, per_second=rate(40))
+        run.wait_for(lambda: run.executions() >= len(specs) // 3, "a third of the load", 120)
+        run.kill("operator-a")
+        killed = time.monotonic()
+        run.wait_for(lambda: ready(standby), "the standby to lead", 30)
+        took = time.monotonic() - killed
+        load.finish()
+        items = run.wait_finished([n for n, _ in specs], timeout=180)
     report = run.report("leader-failover", {n: "Succeeded" for n, _ in specs}, items)
     assert report.ok, report.failures
     assert took < 15, f"failover took {took:.1f}s"
-    after = [i for i in items if (i["status"]["history"][-1]["worker"] != "worker-a")]
+    killed_at = run.members["operator-a"].life.end
+    assert killed_at is not None
+    after = [
+        i
+        for i in items
+        if (started := parse_time(i["status"]["history"][-1]["startedAt"])) and started > killed_at
+    ]
     assert after, "nothing was dispatched after the failover"
+    assert report.redone_after_success == [], report.dumps()
 
 
 def crontask(name: str, **spec: Any) -> dict[str, Any]:
