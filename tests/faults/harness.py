@@ -51,6 +51,11 @@ def scale() -> float:
     return float(os.environ.get("TASKMILL_FAULTS_SCALE", "1") or 1)
 
 
+def patience() -> float:
+    """How much longer than the CI size a run may wait for its Tasks."""
+    return max(1.0, min(4.0, scale()))
+
+
 def scaled(count: int) -> int:
     return max(1, round(count * scale()))
 
@@ -118,12 +123,15 @@ class FaultRun:
                 self.namespace,
                 "--leader-election-identity",
                 name,
+                # Short, for a quick failover, but with room for a slow API
+                # server: a leader that cannot renew in time steps down and
+                # exits, and here no Deployment would start it again.
                 "--leader-election-lease-seconds",
-                "3",
+                "6",
                 "--leader-election-renew-deadline-seconds",
-                "2",
+                "4",
                 "--leader-election-retry-seconds",
-                "0.3",
+                "0.5",
             ]
         process = spawn(name, taskmill_command(*args), self.workdir / f"{name}.log")
         url = f"http://127.0.0.1:{port}"
@@ -276,6 +284,17 @@ class FaultRun:
         except FileNotFoundError:
             return 0
 
+    def check_operators(self) -> None:
+        """Fail at once when no operator runs any more (one that exits on its
+        own, e.g. a leader stepping down, would be restarted by its
+        Deployment; here nothing would ever finish)."""
+        operators = [m for m in self.members.values() if m.life.role == "operator"]
+        for member in operators:
+            if member.life.end is None and not member.process.alive():
+                self._ended(member, "exit")
+        if operators and all(m.life.end is not None for m in operators):
+            raise AssertionError(f"no operator is running\n{self.logs()}")
+
     def ended_during(self, outage: Outage) -> int:
         """Executions that finished while ``outage`` lasted: work whose outcome
         had to wait for the outage to end."""
@@ -283,10 +302,11 @@ class FaultRun:
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
         """Poll ``condition`` until it holds; fail after ``timeout`` seconds
-        (longer in proportion for a scaled-up run)."""
-        timeout *= max(1.0, scale())
+        (longer for a scaled-up run)."""
+        timeout *= patience()
         deadline = time.monotonic() + timeout
         while not condition():
+            self.check_operators()
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"timed out after {timeout:g}s waiting for {what}\n{self.logs()}"
@@ -295,7 +315,7 @@ class FaultRun:
 
     def wait_finished(self, names: Iterable[str], timeout: float) -> list[dict[str, Any]]:
         """Poll the Task list until every named Task is finished; the list."""
-        timeout *= max(1.0, scale())
+        timeout *= patience()
         wanted = set(names)
         deadline = time.monotonic() + timeout
         items: list[dict[str, Any]] = []
@@ -311,6 +331,7 @@ class FaultRun:
             }
             if wanted <= done:
                 return items
+            self.check_operators()
             if time.monotonic() > deadline:
                 missing = sorted(wanted - done)
                 raise AssertionError(

