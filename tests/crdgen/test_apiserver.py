@@ -86,8 +86,14 @@ def test_valid_task_is_applied_with_its_defaults(control_plane: ControlPlane, ns
     assert task["spec"]["cancel"] is False
     assert task["spec"]["dependsOn"] == [{"name": "render", "condition": "Succeeded"}]
     assert task["spec"]["payload"] == {"to": "a@example.com", "n": [1, 2]}
-    # No one wrote a status: the CRD's default makes a new Task read as Pending.
-    assert task["status"] == {"phase": "Pending", "attempts": 0}
+    # No one wrote a status: the CRD's default makes a new Task read as
+    # Pending, and as in progress to kstatus (Reconciling).
+    status = task["status"]
+    assert (status["phase"], status["attempts"]) == ("Pending", 0)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+    }
 
 
 TASK_REFUSALS = [

@@ -120,7 +120,9 @@ def test_task_defaults() -> None:
     assert at(spec, "cancel")["default"] is False
     assert at(spec, "dependsOn.[].condition")["default"] == "Succeeded"
     assert "default" not in at(spec, "maxAttempts")  # None: resolved from the queue
-    assert root("Task")["properties"]["status"]["default"] == {"phase": "Pending", "attempts": 0}
+    status = root("Task")["properties"]["status"]["default"]
+    assert (status["phase"], status["attempts"]) == ("Pending", 0)
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling"]
     assert "default" not in root("CronTask")["properties"]["status"]
 
 

@@ -123,7 +123,8 @@ TASK = ResourceKind(
         PrinterColumn("Priority", "integer", ".spec.priority", priority=1),
         PrinterColumn("Worker", "string", ".status.lease.worker", priority=1),
     ),
-    status_default={"phase": "Pending", "attempts": 0},
+    # Pending, and in progress for kstatus, before the operator writes anything.
+    status_default=TaskStatus().to_api(),
     validations=(
         cel(
             "!has(self.spec) || !has(self.spec.dependsOn)"

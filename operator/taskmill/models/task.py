@@ -54,6 +54,7 @@ from taskmill.models.base import (
     HANDLER_TYPE,
     ApiModel,
     Condition,
+    ConditionStatus,
     Timestamp,
     cel,
     validations,
@@ -297,7 +298,8 @@ class TaskStatus(ApiModel):
     lease: Lease | None = None
     history: list[Attempt] | None = Field(default=None, max_length=HISTORY_LIMIT)
     conditions: list[Condition] | None = Field(
-        default=None,
+        # A Task nobody has written to yet is in progress (kstatus reads it so).
+        default_factory=lambda: _queued_conditions(),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = None
@@ -340,3 +342,24 @@ class Reason(enum.StrEnum):
 #: when Dead. ``kubectl wait --for=condition=Complete task/NAME`` works.
 CONDITION_COMPLETE = "Complete"
 CONDITION_FAILED = "Failed"
+#: kstatus' conditions (Flux, cli-utils; Argo CD through the shipped health
+#: checks): ``Ready`` once Succeeded, ``Reconciling`` while on its way,
+#: ``Stalled`` when Dead. See :mod:`taskmill.dispatch.conditions`.
+CONDITION_READY = "Ready"
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
+
+
+def _queued_conditions() -> list[Condition]:
+    message = "waiting to be leased"
+    return [
+        Condition(
+            type=CONDITION_READY, status=ConditionStatus.FALSE, reason="Pending", message=message
+        ),
+        Condition(
+            type=CONDITION_RECONCILING,
+            status=ConditionStatus.TRUE,
+            reason="Pending",
+            message=message,
+        ),
+    ]
