@@ -230,8 +230,8 @@ async def run(
     metrics = OperatorMetrics(
         leading,
         throttled=lambda: engine.dispatcher.throttled_decisions,
-        fire_lags=cron.fire_lags,
     )
+    cron.lag_observers.append(metrics.observe_fire_lag)
 
     authenticator = None
     if settings.auth_audience:
