@@ -19,8 +19,8 @@ Where the binaries come from, in order:
    says:
 
    - ``auto`` (the default): downloaded from its project's release host and
-     verified (:mod:`taskmill.testing.downloads`: about a minute with a
-     good connection); where that fails (no network, a host that does not
+     verified (:mod:`taskmill.testing.downloads`, a few hundred MB in
+     all); where that fails (no network, a host that does not
      answer within seconds, a checksum mismatch, a platform without release
      binaries), built with ``go`` instead, after one line on stderr that
      says why.
@@ -205,8 +205,8 @@ def ensure_assets(*, controller_manager: bool = True) -> Assets:
     """Locate, or fetch or build once, the pinned etcd, kube-apiserver and kubectl.
 
     With ``controller_manager`` the cached kube-controller-manager is
-    provided too; from ``KUBEBUILDER_ASSETS`` it is returned only when present there
-    (``None`` otherwise). Raises :class:`AssetError`.
+    provided too; from ``KUBEBUILDER_ASSETS`` it is returned only when
+    present there (``None`` otherwise). Raises :class:`AssetError`.
     """
     envtest = os.environ.get("KUBEBUILDER_ASSETS")
     if envtest:

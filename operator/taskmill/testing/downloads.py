@@ -8,11 +8,11 @@ Each project's official release host, per platform (``linux/amd64``,
   each instead of the 400 MB ``kubernetes-server-linux-<arch>.tar.gz``
   that holds them. Kubernetes publishes server binaries for Linux only, so
   on macOS they are built. Checked against the ``.sha256`` file published
-  next to each binary: no public record of v1.37.2's digests was at hand to
-  pin (the release notes list SHA-512 digests of the tarballs only).
+  next to each binary; no digest is pinned here, since the release notes
+  list digests of the tarballs only, not of the single binaries.
 - **etcd**: the GitHub release archive (``.tar.gz`` on Linux, ``.zip`` on
-  macOS), checked against the release's published ``SHA256SUMS``, for the
-  same reason.
+  macOS), checked against the ``SHA256SUMS`` file published with the
+  release; no digest is pinned here either.
 - **Helm**: the ``get.helm.sh`` archive, checked against a SHA-256 pinned
   here, copied from the v3.22.0 release notes: a checksum fetched from the
   same host as the archive proves only that the transfer was intact, a
