@@ -238,19 +238,29 @@ def _open(url: str, *, connect_timeout: float, read_timeout: float) -> Any:
     interpreter's exit) and waited for with a deadline.
     """
     outcome: list[Any] = []
+    given_up = False
+    lock = threading.Lock()
 
     def attempt() -> None:
         try:
-            outcome.append(urllib.request.urlopen(url, timeout=read_timeout))
+            result: Any = urllib.request.urlopen(url, timeout=read_timeout)
         except BaseException as error:
-            outcome.append(error)
+            result = error
+        with lock:
+            if given_up:  # nobody will read it: let go of the connection now
+                if hasattr(result, "close"):
+                    result.close()
+                return
+            outcome.append(result)
 
     thread = threading.Thread(target=attempt, name="taskmill-fetch", daemon=True)
     thread.start()
     thread.join(connect_timeout)
     host = urllib.parse.urlsplit(url).netloc
-    if not outcome:
-        raise FetchError(f"{host} did not answer within {connect_timeout:g}s")
+    with lock:
+        if not outcome:
+            given_up = True
+            raise FetchError(f"{host} did not answer within {connect_timeout:g}s")
     result = outcome[0]
     if isinstance(result, urllib.error.HTTPError):
         result.close()
