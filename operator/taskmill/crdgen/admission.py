@@ -64,11 +64,13 @@ def _spec_path(obj: str) -> str:
 def _variables() -> list[dict[str, str]]:
     spec, old_spec = _spec_path("object"), _spec_path("oldObject")
     return [
-        {"name": "source", "expression": f"{spec}.?{PAYLOAD_FROM}"},
+        # Plain maps, not optionals: a field selected with `.?` on an optional
+        # variable comes back empty (Kubernetes 1.37), on a map it does not.
+        {"name": "source", "expression": f"{spec}.?{PAYLOAD_FROM}.orValue({{}})"},
         {
             # On CREATE there is no old object: nothing was allowed before.
             "name": "oldSource",
-            "expression": f"oldObject == null ? optional.none() : {old_spec}.?{PAYLOAD_FROM}",
+            "expression": f"oldObject == null ? {{}} : {old_spec}.?{PAYLOAD_FROM}.orValue({{}})",
         },
         {
             "name": "typeChanged",
