@@ -29,8 +29,9 @@ import yaml
 from taskmill.client.aio import AsyncClient
 from taskmill.client.sync import Client
 from taskmill.kube.client import ApiError, path
-from taskmill.testing.controlplane import ControlPlane
-from taskmill.testing.stack import taskmill_command
+from taskmill.testing.controlplane import ControlPlane, free_ports
+from taskmill.testing.stack import spawn, taskmill_command, wait_until_ready
+from tests.e2e.helpers import apply, task, wait_phase
 
 PLUGIN = textwrap.dedent(
     """
@@ -338,3 +339,42 @@ def test_proxy_url_carries_the_requests(plugin: Plugin) -> None:
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_the_operator_runs_on_an_exec_plugin_credential(
+    lone_plane: ControlPlane, lone_namespace: str, tmp_path: Path
+) -> None:
+    """kopf's watches, the engine's writes and the CronTask child process all
+    authenticate with the plugin's client certificate."""
+    plugin = Plugin(lone_plane, lone_namespace, tmp_path, token="")
+    (tmp_path / "plugin.py").write_text(PLUGIN)
+    (tmp_path / "cert").write_text(lone_plane.admin_cert_path.read_text())
+    (tmp_path / "key").write_text(lone_plane.admin_key_path.read_text())
+    port = free_ports(1)[0]
+    operator = spawn(
+        "operator",
+        taskmill_command(
+            "operator",
+            "--kubeconfig",
+            str(plugin.kubeconfig()),
+            "--namespace",
+            lone_namespace,
+            "--lease-host",
+            "127.0.0.1",
+            "--lease-port",
+            str(port),
+            "--no-worker-after-seconds",
+            "1",
+        ),
+        tmp_path / "operator.log",
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", operator, 60)
+        apply(lone_plane, lone_namespace, task("nobody-runs-me", "no-such-handler"))
+        done = wait_phase(lone_plane, lone_namespace, "nobody-runs-me", "Waiting", timeout=60)
+        assert done["status"]["reason"] == "NoWorker"
+        assert plugin.runs >= 1
+        assert operator.alive(), operator.log_tail()
+        assert "Traceback" not in operator.log_tail(200), operator.log_tail(200)
+    finally:
+        operator.stop(10)
