@@ -378,3 +378,67 @@ def test_the_operator_runs_on_an_exec_plugin_credential(
         assert "Traceback" not in operator.log_tail(200), operator.log_tail(200)
     finally:
         operator.stop(10)
+
+
+def client_cert(plane: ControlPlane, user: str) -> tuple[str, str]:
+    """A client certificate for ``user`` (no groups), signed by the plane's CA."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(plane.ca_path.read_bytes())
+    ca_key = serialization.load_pem_private_key((plane.pki_dir / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def _list_refusal(client: Client) -> ApiError | None:
+    try:
+        client.list(namespace="default")
+    except ApiError as refused:
+        return refused
+    return None
+
+
+def test_a_new_client_certificate_gets_new_connections(plugin: Plugin) -> None:
+    (plugin.directory / "cert").write_text(plugin.plane.admin_cert_path.read_text())
+    (plugin.directory / "key").write_text(plugin.plane.admin_key_path.read_text())
+    expires = int(time.time()) + 3
+    (plugin.directory / "expires").write_text(rfc3339(expires))
+    with Client(kubeconfig=str(plugin.kubeconfig())) as client:
+        client.list(namespace="default")  # as the admin
+        # The next run of the plugin hands out the certificate of a user with no rights.
+        cert, key = client_cert(plugin.plane, "nobody-in-particular")
+        (plugin.directory / "cert").write_text(cert)
+        (plugin.directory / "key").write_text(key)
+        (plugin.directory / "expires").write_text(rfc3339(time.time() + 3600))
+        deadline = time.monotonic() + 30
+        while (refused := _list_refusal(client)) is None:
+            assert plugin.runs == 1, "a new certificate was not used"
+            assert time.monotonic() < deadline, "the plugin never ran again"
+            time.sleep(0.1)
+    assert refused.status == 403
+    assert "nobody-in-particular" in refused.message
+    assert plugin.runs == 2
+    assert time.time() >= expires
