@@ -2,8 +2,9 @@
 
 ``dev up`` starts a real kube-apiserver, etcd and kube-controller-manager on
 loopback (built on first use; see :mod:`taskmill.testing.assets`), installs
-the CRDs, runs the operator and a worker loaded with the example handlers,
-and applies the example manifests. In the foreground it streams the logs and
+the CRDs and the ``payloadFrom`` admission policy (as the chart does), runs
+the operator and a worker loaded with the example handlers, and applies the
+example manifests. In the foreground it streams the logs and
 tears everything down on Ctrl-C; with ``--detach`` it returns once all is
 ready and ``dev down`` stops it. State lives in one directory
 (``$TASKMILL_DEV_DIR``, default ``~/.cache/taskmill/dev``).
@@ -94,7 +95,12 @@ def dev() -> None:
 def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     """Start a control plane, the operator, a worker and the examples."""
     from taskmill.testing.controlplane import ControlPlane
-    from taskmill.testing.stack import install_crds, start_operator, start_worker
+    from taskmill.testing.stack import (
+        install_admission,
+        install_crds,
+        start_operator,
+        start_worker,
+    )
 
     directory = dev_dir()
     running = _running(directory)
@@ -117,7 +123,8 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
         plane.start()
         say(f"control plane ready at {plane.server} ({time.monotonic() - started:.0f}s)")
         install_crds(plane)
-        say("CRDs installed")
+        install_admission(plane)
+        say("CRDs and the payloadFrom admission policy installed")
         operator, lease_url = start_operator(plane, directory / "operator.log", detached=detach)
         processes.append(operator)
         worker = start_worker(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import sys
@@ -75,11 +74,7 @@ class CronProcess:
         self._settings = {
             # The temporary files behind inline certificates stay with this
             # process, which outlives the child; their paths are passed on.
-            "config": {
-                f.name: getattr(config, f.name)
-                for f in dataclasses.fields(config)
-                if not f.name.startswith("_")
-            },
+            "config": config.to_dict(),
             "max_connections": max_connections,
             "events_per_second": events_per_second,
             "component": component,
@@ -216,7 +211,7 @@ async def _serve() -> None:
     settings = orjson.loads(await stdin.readline())
     logs.setup(logging.getLevelName(settings["log_level"]))
     client = KubeClient(
-        KubeConfig(**settings["config"]),
+        KubeConfig.from_dict(settings["config"]),
         max_connections=settings["max_connections"],
         # Longer than a minute, so connections opened for a burst of
         # once-a-minute CronTasks are still open for the next burst (a TLS
