@@ -3,6 +3,9 @@ own resource customizations are (health_test.yaml beside testdata/)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,3 +43,13 @@ def test_every_kind_has_a_check_and_cases_for_each_of_its_healths() -> None:
         "CronTask": {"Healthy", "Degraded", "Suspended"},
         "TaskQueue": {"Healthy", "Suspended"},
     }
+
+
+def test_the_argocd_cm_snippet_holds_the_checks_as_they_are() -> None:
+    script = Path(__file__).resolve().parents[2] / "hack" / "update-argocd-health.py"
+    run = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    data = yaml.safe_load((CHECKS.parent / "argocd-cm.yaml").read_text())["data"]
+    for kind in KINDS:
+        lua = (CHECKS / kind / "health.lua").read_text()
+        assert data[f"resource.customizations.health.taskmill.dev_{kind}"] == lua
