@@ -8,9 +8,12 @@ import zoneinfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from taskmill.dispatch import schedule as schedules
 from taskmill.dispatch.clock import FakeClock
+from taskmill.models import schedule_syntax as syntax
+from taskmill.models.crontask import CronTaskSpec
 from tests.dispatch.time_limit import time_limit
 
 NY = "America/New_York"
@@ -486,3 +489,42 @@ def test_a_wrong_answer_the_walk_cannot_replace_is_not_computable(
         schedule.next_after(at("2026-05-04T10:03:00"))
 
     assert caught.value.reason == schedules.Problem.NOT_COMPUTABLE
+
+
+# -- the parser and the CRD agree ------------------------------------------------
+
+TOKENS = st.sampled_from(
+    ["*", "/", "-", ",", "0", "1", "2", "5", "7", "9", "12", "13", "23", "24", "31", "32",
+     "59", "60", "00", "L", "mon", "FRI", "Jan", "dec", "?", "#", "h", "m", "s", ".5", " ", "\t"]
+)  # fmt: skip
+TEXTS = st.one_of(
+    st.lists(TOKENS, min_size=1, max_size=20).map("".join),
+    st.lists(st.lists(TOKENS, min_size=1, max_size=4).map("".join), min_size=5, max_size=5).map(
+        " ".join
+    ),
+    st.builds(lambda d: f"@every {d}", st.lists(TOKENS, min_size=1, max_size=5).map("".join)),
+    st.sampled_from([*schedules.MACROS, "@DAILY", "@Weekly", "@reboot", "@every", "@"]),
+)
+#: What the grammar (and so the CRD) cannot tell: the parser refuses it later.
+LATE_REFUSALS = ("ends before it starts", "no date", "366 days")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=TEXTS)
+def test_the_parser_accepts_exactly_what_the_crd_rule_accepts(text: str) -> None:
+    crd_accepts = syntax.SCHEDULE_RE.fullmatch(text) is not None
+    refusal: str | None = None
+    try:
+        schedules.parse(text)
+    except schedules.ScheduleError as exc:
+        refusal = exc.message
+    if refusal is None:
+        assert crd_accepts, text
+    else:
+        assert not crd_accepts or any(words in refusal for words in LATE_REFUSALS), (text, refusal)
+    model_accepts = True
+    try:
+        CronTaskSpec.model_validate({"schedule": text, "taskTemplate": {"spec": {"type": "a"}}})
+    except ValidationError:
+        model_accepts = False
+    assert model_accepts == crd_accepts, text

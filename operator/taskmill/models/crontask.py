@@ -36,11 +36,12 @@ generation.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from taskmill.models import schedule_syntax
-from taskmill.models.base import ApiModel, Condition, ObjectRef, Timestamp
+from taskmill.models.base import ApiModel, Condition, ObjectRef, Timestamp, cel, validations
 from taskmill.models.task import TaskSpec, TaskTemplateMeta
 
 #: What ``spec.schedule`` must look like; the CRD refuses anything else at apply
@@ -48,6 +49,14 @@ from taskmill.models.task import TaskSpec, TaskTemplateMeta
 #: lists, ``L``), a macro in any case, or ``@every`` in whole h/m/s. The grammar
 #: lives in :mod:`taskmill.models.schedule_syntax`, shared with the parser.
 SCHEDULE_PATTERN = schedule_syntax.SCHEDULE_PATTERN
+
+
+def _schedule_syntax(value: str) -> str:
+    # A validator, not ``pattern``: in the CRD the same check is a CEL rule
+    # with a readable message (a pattern would be quoted back whole).
+    if not schedule_syntax.SCHEDULE_RE.fullmatch(value):
+        raise ValueError(f"schedule {schedule_syntax.SCHEDULE_MESSAGE}")
+    return value
 
 
 class ConcurrencyPolicy(enum.StrEnum):
@@ -66,9 +75,11 @@ class TaskTemplate(ApiModel):
 class CronTaskSpec(ApiModel):
     """When to create Tasks, and the Task to create."""
 
-    schedule: str = Field(
-        pattern=SCHEDULE_PATTERN,
+    schedule: Annotated[str, AfterValidator(_schedule_syntax)] = Field(
         max_length=256,
+        json_schema_extra=validations(
+            cel(schedule_syntax.SCHEDULE_RULE, schedule_syntax.SCHEDULE_MESSAGE)
+        ),
         description="5-field cron (minute hour day-of-month month day-of-week), "
         "a macro like @daily, or @every <duration> in whole h/m/s like @every 1h30m.",
     )

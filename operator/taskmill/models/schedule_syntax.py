@@ -1,7 +1,8 @@
 """The grammar of ``spec.schedule``, as one regular expression per part.
 
-One source for two readers: the CRD's ``pattern`` on ``spec.schedule``
-(:data:`SCHEDULE_PATTERN`, refused by the API server at apply time) and the
+One source for two readers: the CRD's CEL rule on ``spec.schedule``
+(:data:`SCHEDULE_RULE`, refused by the API server at apply time with
+:data:`SCHEDULE_MESSAGE` rather than a kilobyte of regular expression) and the
 parser in :mod:`taskmill.dispatch.schedule`, which matches the same
 expressions before it evaluates anything. So what the API server accepts
 and what the operator can parse differ only in what a regular expression
@@ -96,6 +97,20 @@ CRON_LINE = f"{BLANK}+".join(f"({f.pattern})" for f in FIELDS)
 
 #: What ``spec.schedule`` must look like: five fields, a macro, or ``@every``.
 SCHEDULE_PATTERN = rf"^{BLANK}*(?:{MACRO}|{EVERY}|{CRON_LINE}){BLANK}*$"
+
+#: What the API server says of a schedule that does not match.
+SCHEDULE_MESSAGE = (
+    "must be 5 cron fields: minute 0-59, hour 0-23, day-of-month 1-31 or L, "
+    "month 1-12 or JAN-DEC, day-of-week 0-7 or SUN-SAT, each a list of values, "
+    "ranges (a-b) and steps (*/n, a-b/n, a/n; n 1-99); or a macro (@yearly, @annually, "
+    "@monthly, @weekly, @daily, @midnight, @hourly, any case); or @every with whole "
+    "positive hours, minutes, seconds, largest first (@every 90s, @every 1h30m)"
+)
+# A CEL raw string holds the pattern as it is; it must not hold its quote.
+assert "'" not in SCHEDULE_PATTERN
+#: The CRD's rule (RE2, as the API server reads ``matches``). Its cost fits
+#: the API server's budget since ``spec.schedule`` is at most 256 characters.
+SCHEDULE_RULE = f"self.matches(r'{SCHEDULE_PATTERN}')"
 
 #: The parser's readings: the same pieces, each whole.
 MACRO_RE = re.compile(rf"{BLANK}*({MACRO}){BLANK}*")
