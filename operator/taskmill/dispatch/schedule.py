@@ -58,6 +58,7 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from taskmill.models import schedule_syntax as syntax
 
@@ -458,7 +459,7 @@ def parse(expression: str, time_zone: str | None = None) -> Schedule:
     return schedule
 
 
-def _explain_refusal(expression: str) -> None:
+def _explain_refusal(expression: str) -> NoReturn:
     """Raise the most useful :class:`ScheduleError` for text the grammar refuses."""
     text = expression.strip(" \t")
     if text.lower().startswith("@every"):
@@ -486,6 +487,7 @@ def _explain_refusal(expression: str) -> None:
                 + ", lists, ranges and /steps of 1-99",
             )
     parse_cron_line(text)  # raises with the whole line
+    raise ScheduleError(Problem.INVALID_SCHEDULE, f"bad schedule {text!r}")
 
 
 @dataclass(frozen=True)
