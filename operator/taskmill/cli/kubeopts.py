@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from taskmill.cli.completion import complete_namespaces
+
 if TYPE_CHECKING:
     from taskmill.client.sync import Client
 
@@ -35,7 +37,11 @@ def connection_options(func: F) -> F:
         help="Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
     )(func)
     func = click.option(
-        "-n", "--namespace", default=None, help="Namespace (default: the context's)."
+        "-n",
+        "--namespace",
+        default=None,
+        shell_complete=complete_namespaces,
+        help="Namespace (default: the context's).",
     )(func)
     return func
 
