@@ -70,7 +70,8 @@ def test_the_rendered_manifest_is_a_krew_plugin_for_kubectl_taskmill(archives: P
         labels = platform["selector"]["matchLabels"]
         seen.add((labels["os"], labels["arch"]))
         assert platform["bin"] == "kubectl-taskmill"
-        assert platform["uri"].startswith("https://") and platform["uri"].endswith(".tar.gz")
+        assert platform["uri"].startswith("https://")
+        assert platform["uri"].endswith(".tar.gz")
         archive = archives / platform["uri"].rsplit("/", 1)[1]
         assert platform["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
         with tarfile.open(archive) as tar:
