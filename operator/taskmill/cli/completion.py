@@ -105,7 +105,9 @@ def complete_namespaces(
     from taskmill.kube.client import path
 
     try:
-        listed = _lookup(ctx, lambda client: client.kube.get(path("namespaces", group="")))
+        listed = _lookup(
+            ctx, lambda client: client.kube.get(path("namespaces", group="", version="v1"))
+        )
     except Exception:  # as above: nothing to offer
         return []
     names = [o["metadata"]["name"] for o in listed["items"]]
