@@ -3,6 +3,7 @@ Ctrl-C (or SIGTERM), exiting 0 without a traceback."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -101,3 +102,27 @@ def test_watching_a_missing_task_is_an_error(crds: ControlPlane, namespace: str)
 
     assert code == 1
     assert process.stderr.read().decode() == 'error: tasks.taskmill.dev "no-such-task" not found\n'
+
+
+@pytest.mark.parametrize("watch", [False, True])
+def test_a_reader_that_went_away_ends_the_command_quietly(
+    crds: ControlPlane, namespace: str, watch: bool
+) -> None:
+    """`taskmill get -w | head -1`: no traceback, no misleading error."""
+    with taskmill.Client(kubeconfig=str(crds.kubeconfig), namespace=namespace) as client:
+        client.submit("nobody-handles-this", {}, name="piped")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails with EPIPE
+    args = ["-w"] if watch else []
+    try:
+        result = subprocess.run(
+            taskmill_command("get", *args, "-n", namespace, "--kubeconfig", str(crds.kubeconfig)),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+    assert result.returncode == 1
+    assert result.stderr == b""
