@@ -244,9 +244,21 @@ def test_the_kubectl_plugin_has_the_user_commands() -> None:
     script = Path(sys.executable).parent / "kubectl-taskmill"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
 
-    for command in ("submit", "get", "list", "describe", "cancel", "dlq", "stats", "top"):
+    for command in (
+        "submit",
+        "get",
+        "list",
+        "describe",
+        "cancel",
+        "dlq",
+        "stats",
+        "top",
+        "version",
+    ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
-    assert "operator" not in result.stdout
+    # Not the long-running commands, nor `completion` (kubectl completes the plugin itself).
+    for command in ("operator", "worker", "dev", "completion"):
+        assert not re.search(rf"^\s+{command}\s", result.stdout, re.M), command
 
 
 def test_get_jsonpath_custom_columns_and_no_headers(
