@@ -76,6 +76,14 @@ def test_bash_completes_commands_options_and_output_formats() -> None:
     assert bash_complete("taskmill get -o js") == ["json", "jsonpath="]
     assert bash_complete("taskmill get -o cu") == ["custom-columns="]
     assert "--no-headers" in bash_complete("taskmill get --no")
+    assert bash_complete("taskmill get --phase ") == [
+        "Pending",
+        "Waiting",
+        "Running",
+        "Succeeded",
+        "Dead",
+        "Cancelled",
+    ]
 
 
 def test_zsh_and_fish_get_the_same_candidates() -> None:

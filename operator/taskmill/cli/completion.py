@@ -99,6 +99,14 @@ complete_task_names = task_names()
 complete_dead_task_names = task_names("Dead")
 
 
+def complete_phases(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    from taskmill.models.task import Phase
+
+    return [CompletionItem(p.value) for p in Phase if p.value.startswith(incomplete)]
+
+
 def complete_namespaces(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from taskmill.cli import output as out
-from taskmill.cli.completion import complete_task_names
+from taskmill.cli.completion import complete_phases, complete_task_names
 from taskmill.cli.formats import Format, OutputFormat
 from taskmill.cli.kubeopts import (
     CommandError,
@@ -143,7 +143,12 @@ def submit(
 
 @click.command("get")
 @click.argument("names", nargs=-1, shell_complete=complete_task_names)
-@click.option("--phase", default=None, help="Only Tasks in this phase (e.g. Dead).")
+@click.option(
+    "--phase",
+    default=None,
+    shell_complete=complete_phases,
+    help="Only Tasks in this phase (e.g. Dead).",
+)
 @click.option(
     "-o",
     "--output",
