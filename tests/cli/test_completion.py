@@ -177,3 +177,21 @@ def test_kubectl_itself_completes_the_plugin(crds: ControlPlane, namespace: str)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["via-kubectl\tnobody-handles-this", ":4"]
+
+
+@pytest.mark.integration
+def test_dlq_retry_completes_dead_tasks_only(
+    crds: ControlPlane, worker: str, namespace: str
+) -> None:
+    with taskmill.Client(kubeconfig=str(crds.kubeconfig), namespace=namespace) as client:
+        client.submit("fail", {}, name="dead-one", max_attempts=1)
+        client.submit("echo", {}, name="fine-one")
+        client.wait("fine-one", timeout=60)
+        with pytest.raises(taskmill.TaskDead):
+            client.wait("dead-one", timeout=60)
+
+    offered = kubectl_complete(
+        "dlq", "retry", "-n", namespace, "--kubeconfig", str(crds.kubeconfig), ""
+    )
+
+    assert offered == ["dead-one\tfail", ":4"]
