@@ -129,3 +129,19 @@ def test_output_formats_parse() -> None:
     assert parse_output("=wide").kind == "wide"  # -o=wide
     assert parse_output("jsonpath={.a}").template is not None
     assert [c.header for c in parse_output("custom-columns=A:.a,B:.b").columns] == ["A", "B"]
+
+
+label_keys = st.from_regex(
+    r"([a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?/)?[a-z0-9A-Z]([-a-zA-Z0-9_.]{0,10}[a-zA-Z0-9])?",
+    fullmatch=True,
+)
+
+
+@given(label_keys, st.text(min_size=1, max_size=20))
+def test_any_label_key_is_reachable_with_kubectls_escapes(key: str, value: str) -> None:
+    """`{.metadata.labels.app\\.kubernetes\\.io/name}` and `['app.kubernetes.io/name']`."""
+    data = {"metadata": {"labels": {key: value, "other": "x"}}}
+    escaped = key.replace(".", "\\.")
+
+    assert parse_template(f"{{.metadata.labels.{escaped}}}").render(data) == value
+    assert parse_template(f"{{.metadata.labels['{key}']}}").render(data) == value

@@ -179,7 +179,12 @@ def _unquote(action: str) -> str:
 
 
 def _quote_escaped_keys(path: str) -> str:
-    """Rewrite kubectl's ``.a\\.b/c`` keys as jsonpath-ng's ``.'a.b/c'``."""
+    """Rewrite kubectl's ``.a\\.b/c`` keys as jsonpath-ng's ``.'a.b/c'``.
+
+    Every key outside brackets is quoted: unquoted, jsonpath-ng would read
+    ``.00`` as a number and ``.sorted`` as its own operator, where kubectl
+    reads both as keys.
+    """
     out: list[str] = []
     i = 0
     while i < len(path):
@@ -194,14 +199,21 @@ def _quote_escaped_keys(path: str) -> str:
             start = i
             while i < len(path) and path[i] not in ".[(":
                 i += 2 if path[i] == "\\" else 1
-            key = path[start:i]
-            if "\\" in key or "/" in key:
-                key = "'" + key.replace("\\.", ".").replace("\\", "") + "'"
-            out.append(key)
+            out.append(_quoted(path[start:i].replace("\\.", ".").replace("\\", "")))
         else:
             out.append(char)
             i += 1
     return "".join(out)
+
+
+def _quoted(key: str) -> str:
+    if key in ("", "*"):  # `..` (recursive descent) and the wildcard stay as they are
+        return key
+    if "'" not in key:
+        return f"'{key}'"
+    if '"' not in key:
+        return f'"{key}"'
+    return "'" + key.replace("'", "\\'") + "'"
 
 
 def _bracket_end(path: str, start: int) -> int:
