@@ -24,6 +24,8 @@ from typing import Any
 
 import click
 
+from taskmill.cli.kubeopts import CommandError
+
 STATE = "dev.json"
 
 
@@ -78,9 +80,22 @@ def _running(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+#: What the ``testing`` extra brings that ``taskmill dev`` imports.
+TESTING_EXTRA_MODULES = ("cryptography",)
+INSTALL_HINT = "pip install 'taskmill[testing]'"
+
+
 @click.group()
 def dev() -> None:
-    """A local control plane with Taskmill running on it."""
+    """A local control plane with Taskmill running on it (needs the testing extra)."""
+    try:
+        import taskmill.testing.stack  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TESTING_EXTRA_MODULES:
+            raise
+        raise CommandError(
+            f"taskmill dev needs the testing extra ({exc.name} is not installed): {INSTALL_HINT}"
+        ) from None
 
 
 @dev.command()
@@ -94,6 +109,7 @@ def dev() -> None:
 @click.option("--concurrency", default=4, show_default=True, help="Worker slots.")
 def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     """Start a control plane, the operator, a worker and the examples."""
+    from taskmill.testing.assets import AssetError
     from taskmill.testing.controlplane import ControlPlane
     from taskmill.testing.stack import (
         install_admission,
@@ -120,7 +136,10 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     plane = ControlPlane(directory / "controlplane", detached=detach)
     processes = []
     try:
-        plane.start()
+        try:
+            plane.start()
+        except AssetError as exc:  # e.g. no kubectl: the message says what to install
+            raise CommandError(str(exc)) from None
         say(f"control plane ready at {plane.server} ({time.monotonic() - started:.0f}s)")
         install_crds(plane)
         install_admission(plane)
