@@ -232,3 +232,32 @@ def test_any_chain_of_failures_and_expiries_is_explained(failures: int, expired:
     first = next(i for i, e in enumerate(executions) if e.outcome == "succeeded")
     assert len(report.redone_after_success) == len(executions) - first - 1
     assert not check({"a": "Succeeded"}, final, executions[:-1]).ok
+
+
+def test_each_duplicate_says_where_it_lies_against_its_lease() -> None:
+    tasks = [
+        task(
+            name,
+            "Succeeded",
+            entry(1, "w1", 0, 6, "LeaseExpired"),
+            entry(2, "w2", 7, 8, "Succeeded"),
+        )
+        for name in ("lost", "late", "stale")
+    ]
+    executions = [
+        run_of("lost", 1, "w1", 0.1, 0.5, "succeeded"),  # done, outcome never counted
+        run_of("late", 1, "w1", 0.1, 9.0, "succeeded"),  # still running when it expired
+        run_of("stale", 1, "w1", 6.5, 6.9, "succeeded"),  # began after it expired
+        *(run_of(n, 2, "w2", 7.1, 7.9, "succeeded") for n in ("lost", "late", "stale")),
+    ]
+    report = check(dict.fromkeys(("lost", "late", "stale"), "Succeeded"), tasks, executions)
+    assert {d["task"]: d["timing"] for d in report.duplicates} == {
+        "lost": "outcome-not-taken",
+        "late": "lease-ended-while-running",
+        "stale": "started-after-lease-ended",
+    }
+    assert report.to_json()["duplicates"]["by_timing"] == {
+        "lease-ended-while-running": 1,
+        "outcome-not-taken": 1,
+        "started-after-lease-ended": 1,
+    }

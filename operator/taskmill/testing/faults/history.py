@@ -127,6 +127,9 @@ class Report:
                 "count": len(self.duplicates),
                 "unexplained": len(self.unexplained),
                 "by_explanation": dict(sorted(explanations.items())),
+                "by_timing": dict(
+                    sorted(Counter(str(d.get("timing")) for d in self.duplicates).items())
+                ),
                 # A lease that expired with no fault recorded in its window:
                 # heartbeats that did not arrive in time on their own.
                 "without_fault": sum(
@@ -201,6 +204,7 @@ def _judge_task(task: FinalTask, runs: list[Execution], run: RunRecord, report: 
         item = _describe(task, execution)
         if len(runs) > 1:
             item["explanation"] = _explain(execution, history, run)
+            item["timing"] = _timing(execution, _attempt_of(execution, history))
             report.duplicates.append(item)
         else:
             report.discarded.append(item)
@@ -299,6 +303,25 @@ def _explain(execution: Execution, history: list[Attempt], run: RunRecord) -> di
     if causes:
         return {"kind": "process-died", "causes": causes}
     return None
+
+
+def _timing(execution: Execution, entry: Attempt | None) -> str | None:
+    """Where the execution lies against the end of its lease:
+
+    - ``outcome-not-taken``: it ended while its lease was current, yet its
+      outcome did not count (lost with its worker, or never delivered);
+    - ``lease-ended-while-running``: the lease ended mid-call (a paused or
+      cut-off worker finishing late);
+    - ``started-after-lease-ended``: the worker began it under a lease
+      already recorded as over (granted late, e.g. by a write that stalled).
+    """
+    if entry is None or entry.finished is None:
+        return None
+    if execution.start > entry.finished + TOLERANCE_SECONDS:
+        return "started-after-lease-ended"
+    if execution.end <= entry.finished + TOLERANCE_SECONDS:
+        return "outcome-not-taken"
+    return "lease-ended-while-running"
 
 
 def _faults_during(execution: Execution, window: tuple[float, float], run: RunRecord) -> list[str]:
