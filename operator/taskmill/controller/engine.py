@@ -858,6 +858,11 @@ class Engine:
             self._cancelled[lease.id] = now + lease.lease_seconds
         if record.task.metadata.deletion_timestamp is not None:
             return _done(False)  # being deleted: nothing to record
+        held = record.status.lease
+        if lease is not None and (held is None or held.id != lease.id):
+            # Its lease write is still in flight (and will fail, the Task has
+            # changed): no attempt started, so none goes into the history.
+            lease = None
         why = "cancelled by spec.cancel" if record.task.spec.cancel else "deleted"
         return self._write_quietly(
             record, transitions.cancelled(record.task.status, lease, why, now)
