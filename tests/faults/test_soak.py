@@ -94,11 +94,11 @@ def test_memory_stays_flat_under_a_mixed_load(run: FaultRun) -> None:
     }
     specs = []
     for i in range(count):
-        prefix, spec, payload = kinds.get(i % 4, kinds[0])
+        prefix, spec, payload = kinds[i % len(kinds)]
         # Most Tasks are deleted soon after they finish, so that what the
         # operator must hold stays bounded and growth means a leak; one in
         # KEEP_ONE_IN stays for the checker.
-        if i % KEEP_ONE_IN:
+        if (i // len(kinds) + 1) % KEEP_ONE_IN:  # whole rounds of the kinds are kept
             prefix, spec = f"ttl-{prefix}", {**spec, "ttlSecondsAfterFinished": TTL_SECONDS}
         [(_, body)] = work(1, spec=spec, seconds=0.1, **payload)
         specs.append((f"{prefix}-{i:06d}", body))
