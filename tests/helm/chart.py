@@ -16,6 +16,8 @@ from taskmill.testing.controlplane import ControlPlane
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "taskmill"
 HANDLERS = ["--set", "worker.handlers={examples.handlers}"]
+#: chart-testing style value files: each must lint, render and install.
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 
 class HelmError(subprocess.CalledProcessError):
