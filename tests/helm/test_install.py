@@ -58,6 +58,9 @@ def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: st
     # NOTES.txt tells the user the next step.
     assert f"get lease {prefix}-leader" in notes
     assert "kubectl wait tasks.taskmill.dev/hello" in notes
+    # With the stock example handlers, the note's Task is one they run.
+    assert "spec: {type: echo, payload: {hello: taskmill}}" in notes
+    assert "examples/worker-image" in notes
     assert "install the Task, CronTask and TaskQueue CRDs yourself" in notes
 
     operator = get(plane, "-n", namespace, "deployment", f"{prefix}-operator")
