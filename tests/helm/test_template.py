@@ -368,6 +368,12 @@ def test_image_digest_wins_over_tag() -> None:
         ("worker.concurrency=0", "worker/concurrency"),
         ("leaseApi.auth.extraWorkerIdentities={alice}", "extraWorkerIdentities"),
         ("image.digest=latest", "image/digest"),
+        ("worker.podDisruptionBudget.unhealthyPodEvictionPolicy=Sometimes", "unhealthyPod"),
+        ("worker.tmpSizeLimit=lots", "worker/tmpSizeLimit"),
+        ("worker.metrics.port=0", "worker/metrics/port"),
+        ("worker.livenessProbe.httpGet=x", "additional properties 'httpGet' not allowed"),
+        ("monitoring.podMonitor.intervl=30s", "additional properties 'intervl' not allowed"),
+        ("monitoring.prometheusRule.pendingSeconds=5", "pendingSeconds"),
     ],
 )
 def test_schema_rejects_bad_values(value: str, complaint: str) -> None:
