@@ -127,7 +127,9 @@ def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: st
         assert not exists(plane, "clusterrole", cluster_role)
 
 
-def test_install_with_quota_and_values_file(crds: ControlPlane, namespace: str, tmp_path: Path) -> None:
+def test_install_with_quota_and_values_file(
+    crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
         "crds: {enabled: false}\n"
