@@ -398,3 +398,43 @@ def test_operator_rollouts_and_drains_cannot_deadlock_on_not_ready_standbys() ->
     enabled = render("operator.podDisruptionBudget.enabled=true")
     budget = one(enabled, "PodDisruptionBudget", "tm-taskmill-operator")
     assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_chart_and_operator_accept_the_same_leader_election_timings() -> None:
+    # The chart's fail mirrors LeaderElector's own check; ask both about
+    # every combination of small timings.
+    from itertools import product
+    from typing import cast
+
+    from taskmill.controller.leader import LeaderElector
+    from taskmill.kube.client import KubeClient
+
+    for lease, renew, retry in product((2, 3, 4), repeat=3):
+        try:
+            LeaderElector(
+                cast(KubeClient, None),
+                namespace="taskmill",
+                name="leader",
+                identity="me",
+                lease_seconds=lease,
+                renew_deadline_seconds=renew,
+                retry_seconds=retry,
+            )
+            operator_accepts = True
+        except ValueError:
+            operator_accepts = False
+        result = helm(
+            "template",
+            "tm",
+            str(CHART),
+            "-s",
+            "templates/operator-deployment.yaml",
+            "--set",
+            f"operator.leaderElection.leaseDurationSeconds={lease}",
+            "--set",
+            f"operator.leaderElection.renewDeadlineSeconds={renew}",
+            "--set",
+            f"operator.leaderElection.retryPeriodSeconds={retry}",
+            check=False,
+        )
+        assert (result.returncode == 0) == operator_accepts, (lease, renew, retry, result.stderr)
