@@ -54,6 +54,7 @@ RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/(test|t
 WORKDIR /app
 # A fixed numeric non-root user (the chart's runAsUser), no home, no shell login.
 USER 65532:65532
-EXPOSE 8080
+# 8080: the operator's lease API and /metrics; 9100: a worker's --metrics-port (the chart's default).
+EXPOSE 8080 9100
 ENTRYPOINT ["taskmill"]
 CMD ["operator"]
