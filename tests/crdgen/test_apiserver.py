@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 GROUP = "taskmill.dev"
+CRONTASK_NIGHTLY = "crontasks.taskmill.dev/nightly"
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,14 @@ def test_valid_task_is_applied_with_its_defaults(control_plane: ControlPlane, ns
     assert task["spec"]["cancel"] is False
     assert task["spec"]["dependsOn"] == [{"name": "render", "condition": "Succeeded"}]
     assert task["spec"]["payload"] == {"to": "a@example.com", "n": [1, 2]}
-    # No one wrote a status: the CRD's default makes a new Task read as Pending.
-    assert task["status"] == {"phase": "Pending", "attempts": 0}
+    # No one wrote a status: the CRD's default makes a new Task read as
+    # Pending, and as in progress to kstatus (Reconciling).
+    status = task["status"]
+    assert (status["phase"], status["attempts"]) == ("Pending", 0)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+    }
 
 
 TASK_REFUSALS = [
@@ -180,11 +187,29 @@ def test_task_without_type_is_refused(control_plane: ControlPlane, ns: str) -> N
     [
         ("*/5 9-17 * * MON-FRI", True),
         ("@daily", True),
+        ("@DAILY", True),
+        ("@Hourly", True),
         ("@every 1h30m", True),
+        ("@every 45s", True),
+        ("0 0 L * *", True),
+        ("59 23 31 12 7", True),
+        ("0 0 * * mon/2", True),
         ("* * * *", False),
         ("0 * * * * *", False),
         ("@every 30", False),
         ("@sometimes", False),
+        # out of range or a zero step: refused like a CronJob's
+        ("60 * * * *", False),
+        ("* 24 * * *", False),
+        ("* * 32 * *", False),
+        ("* * 0 * *", False),
+        ("*/0 * * * *", False),
+        ("* * * 13 *", False),
+        ("* * * * 8", False),
+        ("@every 0.5s", False),
+        ("@every 500ms", False),
+        ("@every 0s", False),
+        ("@every 5d", False),
     ],
 )
 def test_crontask_schedule_is_checked_at_apply_time(
@@ -195,6 +220,11 @@ def test_crontask_schedule_is_checked_at_apply_time(
     assert (result.returncode == 0) is accepted, result.stderr
     if not accepted:
         assert "spec.schedule" in result.stderr
+        assert "must be 5 cron fields" in result.stderr
+        absent = control_plane.kubectl("get", "-n", ns, CRONTASK_NIGHTLY, check=False)
+        assert absent.returncode != 0
+    else:
+        control_plane.kubectl("delete", "-n", ns, CRONTASK_NIGHTLY)
 
 
 def test_crontask_defaults(control_plane: ControlPlane, ns: str) -> None:
@@ -300,3 +330,25 @@ def test_status_is_written_only_through_the_subresource(
     )
     assert bad.status == 422
     assert "status.phase" in bad.text
+
+
+def test_tasks_are_selected_by_type_queue_and_phase(control_plane: ControlPlane, ns: str) -> None:
+    for name, type_, queue in (
+        ("a", "echo", "default"),
+        ("b", "echo", "slow"),
+        ("c", "noop", "slow"),
+    ):
+        result = apply(control_plane, ns, "Task", name, {"type": type_, "queue": queue})
+        assert result.returncode == 0, result.stderr
+
+    def names(selector: str) -> list[str]:
+        out = control_plane.kubectl(
+            "get", "-n", ns, "tasks.taskmill.dev", "--field-selector", selector, "-o", "name"
+        ).stdout
+        return sorted(line.rsplit("/", 1)[1] for line in out.split())
+
+    assert names("spec.type=echo") == ["a", "b"]
+    assert names("spec.queue=slow,spec.type=noop") == ["c"]
+    # Nobody wrote a status: every Task is Pending through the CRD's default.
+    assert names("status.phase=Pending") == ["a", "b", "c"]
+    assert names("status.phase=Dead") == []

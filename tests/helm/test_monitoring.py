@@ -30,15 +30,12 @@ ALERTS = {
     "TaskmillCronTaskFireLag",
     "TaskmillNoLeader",
 }
-#: Families the operator is turning from a gauge into a histogram: their
-#: ``_bucket`` series are accepted while the registry still has the gauge.
-BECOMING_HISTOGRAMS = {"taskmill_crontask_fire_lag_seconds"}
 
 
 def exported_series() -> dict[str, str]:
     """Series name -> family type, for everything operator and worker register."""
     registries = [
-        OperatorMetrics(fire_lags=lambda: [0.5]).registry,
+        OperatorMetrics().registry,
         WorkerMetrics(slots=1).registry,
     ]
     series: dict[str, str] = {}
@@ -49,8 +46,6 @@ def exported_series() -> dict[str, str]:
                 "histogram": ["_bucket", "_sum", "_count"],
                 "gauge": [""],
             }[family.type]
-            if family.name in BECOMING_HISTOGRAMS:
-                suffixes = ["", "_bucket", "_sum", "_count"]
             for suffix in suffixes:
                 series[family.name + suffix] = family.type
     return series

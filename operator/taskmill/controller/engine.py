@@ -248,7 +248,9 @@ class Engine:
         self._parked.setdefault((record.key[0], name), set()).add(record.key)
         if record.status.reason != Reason.QUEUE_NOT_FOUND:
             message = f"TaskQueue {name!r} does not exist in namespace {record.key[0]!r}"
-            patch = transitions.waiting(Reason.QUEUE_NOT_FOUND, message)
+            patch = transitions.waiting(
+                record.status, Reason.QUEUE_NOT_FOUND, message, self.clock.now()
+            )
             self._spawn(self._write_and_warn(record, patch, Reason.QUEUE_NOT_FOUND, message))
 
     def _schedule(self, record: TaskRecord) -> None:
@@ -294,7 +296,7 @@ class Engine:
             self._spawn(
                 self._write_and_warn(
                     record,
-                    transitions.waiting(Reason.QUEUE_PAUSED, message),
+                    transitions.waiting(status, Reason.QUEUE_PAUSED, message, self.clock.now()),
                     Reason.QUEUE_PAUSED,
                     message,
                     warn=False,
@@ -308,7 +310,9 @@ class Engine:
             run_at = to_timestamp(task.spec.run_at)
             eligible_at = max(eligible_at, run_at)
             if run_at > now and status.reason != Reason.RUN_AT:
-                patch = transitions.waiting(Reason.RUN_AT, "waiting for spec.runAt", run_at)
+                patch = transitions.waiting(
+                    status, Reason.RUN_AT, "waiting for spec.runAt", now, run_at
+                )
                 self._spawn(self._write_quietly(record, patch))
         created = task.metadata.creation_timestamp
         self.dispatcher.put(
@@ -339,7 +343,7 @@ class Engine:
         else:
             self.dispatcher.discard(record.key)
             message = f"retried ({RETRY_ANNOTATION}={value})"
-            patch = transitions.retried(status, value)
+            patch = transitions.retried(status, value, self.clock.now())
             self._spawn(self._write_and_warn(record, patch, Reason.RETRIED, message, warn=False))
             return True
         # Remember the value either way, so it is reported once and never acted on later.
@@ -423,7 +427,12 @@ class Engine:
         status = record.status
         if status.reason != Reason.DEPENDENCIES or status.message != message:
             self._spawn(
-                self._write_quietly(record, transitions.waiting(Reason.DEPENDENCIES, message))
+                self._write_quietly(
+                    record,
+                    transitions.waiting(
+                        record.status, Reason.DEPENDENCIES, message, self.clock.now()
+                    ),
+                )
             )
         return False
 
@@ -971,7 +980,7 @@ class Engine:
                 if item.eligible_at > now or now - item.created < horizon:
                     continue
                 message = f"no worker has asked for tasks of type {type_!r} in {horizon:g}s"
-                patch = transitions.waiting(Reason.NO_WORKER, message)
+                patch = transitions.waiting(record.status, Reason.NO_WORKER, message, now)
                 self._spawn(self._write_and_warn(record, patch, Reason.NO_WORKER, message))
 
     def _write_and_warn(
