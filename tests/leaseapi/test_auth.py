@@ -17,7 +17,7 @@ from taskmill.leaseapi.auth import (
     Unauthenticated,
 )
 from taskmill.leaseapi.server import build_app
-from taskmill.models.lease import HeartbeatResponse
+from taskmill.models.lease import HeartbeatResponse, Holder
 
 pytestmark = pytest.mark.asyncio
 
@@ -150,19 +150,21 @@ async def test_an_unreachable_api_server_is_unavailable_not_allowed() -> None:
 
 
 class Backend:
-    def __init__(self) -> None:
-        self.workers: list[str | None] = []
+    """Records the holder each call acts as."""
 
-    async def lease(self, request: Any) -> list[Any]:
-        self.workers.append(request.worker)
+    def __init__(self) -> None:
+        self.holders: list[Holder] = []
+
+    async def lease(self, request: Any, holder: Holder) -> list[Any]:
+        self.holders.append(holder)
         return []
 
-    def heartbeat(self, request: Any, worker: str | None) -> HeartbeatResponse:
-        self.workers.append(worker)
+    def heartbeat(self, request: Any, holder: Holder) -> HeartbeatResponse:
+        self.holders.append(holder)
         return HeartbeatResponse(expires_at=datetime.now(UTC))
 
-    async def complete(self, request: Any, worker: str | None) -> None:
-        return None
+    async def complete(self, request: Any, holder: Holder) -> None:
+        self.holders.append(holder)
 
 
 async def serve(backend: Backend | None = None, **kwargs: Any) -> TestClient[Any, Any]:
@@ -228,11 +230,68 @@ async def test_a_pod_bound_token_makes_its_pod_the_lease_holder() -> None:
     client = await serve(backend, authenticate=authenticator(FakeReviews(REVIEWS)))
     try:
         pod = {"Authorization": "Bearer pod-bound", "Taskmill-Worker": "someone-else"}
-        plain = {"Authorization": "Bearer good", "Taskmill-Worker": "w1"}
+        plain = {"Authorization": "Bearer good", "Taskmill-Worker": "worker-7f9c"}
         assert (await client.post("/v1/lease", json=LEASE, headers=pod)).status == 200
         heartbeat = {"leaseId": "x"}
         assert (await client.post("/v1/heartbeat", json=heartbeat, headers=pod)).status == 200
         assert (await client.post("/v1/heartbeat", json=heartbeat, headers=plain)).status == 200
-        assert backend.workers == ["worker-7f9c", "worker-7f9c", "w1"]
+        bound = Holder("worker-7f9c", f"{WORKER}/worker-7f9c")
+        # An unbound token of the same ServiceAccount naming the pod is another holder.
+        assert backend.holders == [bound, bound, Holder("worker-7f9c", WORKER)]
+    finally:
+        await client.close()
+
+
+async def test_an_unbound_token_holds_as_its_user_and_worker_name() -> None:
+    backend = Backend()
+    client = await serve(backend, authenticate=authenticator(FakeReviews(REVIEWS)))
+    try:
+        headers = {"Authorization": "Bearer good"}
+        assert (await client.post("/v1/lease", json=LEASE, headers=headers)).status == 200
+        headers["Taskmill-Worker"] = "w2"
+        outcome = {"leaseId": "x", "outcome": "succeeded"}
+        assert (await client.post("/v1/complete", json=outcome, headers=headers)).status == 204
+        assert backend.holders == [Holder("w1", WORKER), Holder("w2", WORKER)]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("auth", [True, False])
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/heartbeat", {"leaseId": "x"}),
+        ("/v1/complete", {"leaseId": "x", "outcome": "succeeded"}),
+        ("/v1/outcomes", {"outcomes": [{"leaseId": "x", "outcome": "failed"}]}),
+    ],
+)
+async def test_a_call_on_a_lease_without_a_worker_name_is_refused(
+    route: str, body: dict[str, Any], auth: bool
+) -> None:
+    """Without a pod-bound token or the worker header there is no holder to check
+    the lease against: the call is refused, never let through unchecked."""
+    backend = Backend()
+    kwargs: dict[str, Any] = {"authenticate": authenticator(FakeReviews(REVIEWS))} if auth else {}
+    client = await serve(backend, **kwargs)
+    try:
+        headers = {"Authorization": "Bearer good"} if auth else {}
+        response = await client.post(route, json=body, headers=headers)
+        assert response.status == 400
+        assert (await response.json())["error"] == "MissingWorker"
+        assert backend.holders == []
+    finally:
+        await client.close()
+
+
+async def test_without_auth_the_worker_name_alone_is_the_holder() -> None:
+    backend = Backend()
+    client = await serve(backend)
+    try:
+        headers = {"Taskmill-Worker": "w1"}
+        assert (await client.post("/v1/lease", json=LEASE, headers=headers)).status == 200
+        assert (
+            await client.post("/v1/heartbeat", json={"leaseId": "x"}, headers=headers)
+        ).status == 200
+        assert backend.holders == [Holder("w1"), Holder("w1")]
     finally:
         await client.close()

@@ -15,9 +15,13 @@ operator asks the API server about it (``POST
 
 A token bound to a pod (the projected tokens the chart mounts) also names
 the pod (``status.user.extra["authentication.kubernetes.io/pod-name"]``):
-the server then uses that pod name as the lease holder, so a worker can only
+the server then uses that pod name as the worker's name, and
+``<user>/<pod>`` as the lease holder's identity, so a worker can only
 heartbeat or complete leases its own pod holds, whatever it claims in the
-``Taskmill-Worker`` header or the request body.
+``Taskmill-Worker`` header or the request body. An unbound token's holder
+is its user and the worker name it leased under: another ServiceAccount
+can never act on its leases, but every holder of that same token can, so
+per-pod isolation needs pod-bound tokens.
 
 Answers are cached by the token's SHA-256 for ``cache_seconds`` (60 s;
 rejections for at most 5 s, so a token that was not yet valid is not
@@ -87,9 +91,12 @@ class Caller:
     #: The pod its token is bound to, if any.
     pod: str | None = None
 
-    def holder(self, claimed: str | None) -> str | None:
-        """The lease-holder identity: the token's pod when known, else what the worker claims."""
-        return self.pod or claimed
+    @property
+    def identity(self) -> str:
+        """Who a lease granted to this caller belongs to: the user, and its pod
+        when the token is bound to one, so neither an unbound token of the same
+        ServiceAccount nor another pod can act as that pod."""
+        return f"{self.user}/{self.pod}" if self.pod else self.user
 
 
 class Authenticator(Protocol):

@@ -4,13 +4,16 @@ Every request body is validated against the wire models: anything malformed
 is a 400 naming the field, a lease that is not current is a 409, and an
 unexpected error is a logged 500. No request can stop the operator.
 
-With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the three
-lease routes first check the caller's token: 401 without a valid one, 403 for
-an identity that is not an allowed worker; a pod-bound token's pod is the
-lease holder (see :class:`~taskmill.leaseapi.auth.Caller`). With ``serving``
-returning False
-(a standby replica under leader election) they answer 503 ``NotLeader``;
-``/healthz``, ``/readyz`` and ``/openapi.json`` never need a token.
+With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the lease
+routes first check the caller's token: 401 without a valid one, 403 for an
+identity that is not an allowed worker. Every lease is granted to a
+:class:`~taskmill.models.lease.Holder` and only that holder may heartbeat or
+complete it: the worker name (a pod-bound token's pod, else the leasing
+request's ``worker`` and then the ``Taskmill-Worker`` header, which those
+calls must send) together with the token's identity. With ``serving``
+returning False (a standby replica under leader election) they answer 503
+``NotLeader``; ``/healthz``, ``/readyz`` and ``/openapi.json`` never need a
+token.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
+    Holder,
     LeasedTask,
     LeaseRequest,
     LeaseResponse,
@@ -41,14 +45,16 @@ from taskmill.models.lease import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+#: The longest worker name (a DNS subdomain, like the pod names workers use).
+MAX_WORKER_CHARS = 253
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class LeaseBackend(Protocol):
-    async def lease(self, request: LeaseRequest) -> list[LeasedTask]: ...
-    def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse: ...
-    async def complete(self, request: CompleteRequest, worker: str | None) -> None: ...
+    async def lease(self, request: LeaseRequest, holder: Holder) -> list[LeasedTask]: ...
+    def heartbeat(self, request: HeartbeatRequest, holder: Holder) -> HeartbeatResponse: ...
+    async def complete(self, request: CompleteRequest, holder: Holder) -> None: ...
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -79,6 +85,26 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise BadRequest("InvalidRequest", f"{where}: {first['msg']}") from exc
+
+
+def holder_of(
+    request: web.Request, caller: Caller | None, *, leased_as: str | None = None
+) -> Holder:
+    """The holder a call acts as. A pod-bound token names its pod; otherwise the
+    worker names itself (``leased_as``, the lease request's ``worker``, or the
+    ``Taskmill-Worker`` header), and without a name there is no holder to check
+    the lease against, so the call is refused rather than let through."""
+    identity = caller.identity if caller is not None else None
+    if caller is not None and caller.pod:
+        return Holder(caller.pod, identity)
+    worker = leased_as or request.headers.get(WORKER_HEADER, "").strip()
+    if not worker:
+        raise BadRequest("MissingWorker", f"name the calling worker in the {WORKER_HEADER} header")
+    if len(worker) > MAX_WORKER_CHARS:
+        raise BadRequest(
+            "InvalidRequest", f"{WORKER_HEADER}: at most {MAX_WORKER_CHARS} characters"
+        )
+    return Holder(worker, identity)
 
 
 def build_app(
@@ -130,38 +156,32 @@ def build_app(
             return await authenticate.authenticate(request.headers.get("Authorization"))
         return None
 
-    def worker(request: web.Request, caller: Caller | None) -> str | None:
-        claimed = request.headers.get(WORKER_HEADER)
-        return caller.holder(claimed) if caller is not None else claimed
-
     async def lease(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
         body = await _parse(request, LeaseRequest)
-        if caller is not None and caller.pod:
-            body = body.model_copy(update={"worker": caller.pod})
-        tasks = await backend.lease(body)
+        tasks = await backend.lease(body, holder_of(request, caller, leased_as=body.worker))
         return _json(200, LeaseResponse(tasks=tasks).to_api())
 
     async def heartbeat(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
         body = await _parse(request, HeartbeatRequest)
-        reply = backend.heartbeat(body, worker(request, caller))
+        reply = backend.heartbeat(body, holder_of(request, caller))
         return _json(200, reply.to_api())
 
     async def complete(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
         body = await _parse(request, CompleteRequest)
-        await backend.complete(body, worker(request, caller))
+        await backend.complete(body, holder_of(request, caller))
         return web.Response(status=204)
 
     async def outcomes(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
         body = await _parse(request, OutcomesRequest)
-        holder = worker(request, caller)
+        holder = holder_of(request, caller)
         settled = await asyncio.gather(
             *(backend.complete(item, holder) for item in body.outcomes), return_exceptions=True
         )

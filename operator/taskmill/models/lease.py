@@ -10,11 +10,17 @@ busy worker sends what finished while its previous report was in flight, so
 one request carries many outcomes).
 Any call naming a lease that is no longer current (expired, foreign, or
 already completed) gets ``409 Conflict`` and changes nothing.
+
+A lease belongs to a :class:`Holder`: the worker name it was leased to and,
+when the operator authenticates workers, the identity of the token that
+leased it. Heartbeats and completions are checked against both, always: a
+call from any other holder gets 409, like a stale lease.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ConfigDict, Field
@@ -22,12 +28,25 @@ from pydantic import ConfigDict, Field
 from taskmill.models.base import HANDLER_TYPE, ApiModel, Timestamp
 
 #: Header naming the calling worker; heartbeats and completions from another
-#: worker than the lease holder's get 409.
+#: worker than the lease holder's get 409. Required on those calls unless the
+#: worker's token is bound to a pod (then the pod's name is the worker).
 WORKER_HEADER = "Taskmill-Worker"
 #: Longest long-poll a worker may ask for.
 MAX_WAIT_SECONDS = 60.0
 #: Most Tasks one lease call may ask for.
 MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: only the same holder may heartbeat or complete it."""
+
+    #: The worker's name: the pod its token is bound to, else the name it
+    #: leased under (``LeaseRequest.worker``, then the ``Taskmill-Worker`` header).
+    worker: str
+    #: The authenticated identity (a ServiceAccount user name, with ``/<pod>``
+    #: for a pod-bound token); None when the lease API does not authenticate.
+    identity: str | None = None
 
 
 class WireModel(ApiModel):
