@@ -222,6 +222,8 @@ async def run(
             audience=settings.auth_audience,
             workers=settings.worker_identities,
             cache_seconds=settings.token_cache_seconds,
+            reviews_per_second=settings.token_reviews_per_second,
+            reviews_burst=settings.token_reviews_burst,
         )
     app = build_app(
         engine,

@@ -35,6 +35,11 @@ class OperatorSettings:
     worker_identities: tuple[str, ...] = ()
     #: How long a TokenReview answer is reused for the same token.
     token_cache_seconds: float = 60.0
+    #: TokenReviews a second at most for tokens not accepted before (bursts of
+    #: ``token_reviews_burst``); more unknown tokens get 503 and retry. Tokens
+    #: already accepted are checked again whenever their answer expires.
+    token_reviews_per_second: float = 20.0
+    token_reviews_burst: int = 100
     #: Run only while holding this ``coordination.k8s.io/v1`` Lease
     #: (``namespace/name``); None: no leader election (a single replica).
     leader_lease: tuple[str, str] | None = None

@@ -137,6 +137,8 @@ def build_app(
             response = _error(exc.status, exc.code, str(exc))
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="taskmill"'
+            elif exc.status == 503:
+                response.headers["Retry-After"] = "1"
             return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
