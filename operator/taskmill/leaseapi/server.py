@@ -73,8 +73,35 @@ class BadRequest(Exception):
         self.code = code
 
 
-async def _parse(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
+class BodyError(Exception):
+    """A body too large (413) or too slow (408): answered, then the connection closes."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+async def _read(request: web.Request, within_seconds: float) -> bytes:
+    """The body, refused (413) by its declared length before any of it is read,
+    or as soon as it grows past the limit; and within ``within_seconds``, so a
+    client sending a byte at a time cannot hold the handler."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BodyError(413, "TooLarge", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    try:
+        async with asyncio.timeout(within_seconds):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyError(413, "TooLarge", f"the body may be at most {MAX_BODY_BYTES} bytes") from exc
+    except TimeoutError as exc:
+        raise BodyError(
+            408, "RequestTimeout", f"the body did not arrive within {within_seconds:g} s"
+        ) from exc
+
+
+async def _parse(request: web.Request, model: type[M], within_seconds: float) -> M:
+    raw = await _read(request, within_seconds)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -117,6 +144,7 @@ def build_app(
     authenticate: Authenticator | None = None,
     serving: Callable[[], bool] = lambda: True,
     synced: Callable[[], bool] = lambda: True,
+    body_timeout_seconds: float = 30.0,
 ) -> web.Application:
     """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
     from taskmill.leaseapi.openapi import document
@@ -133,6 +161,10 @@ def build_app(
             raise
         except BadRequest as exc:
             return _error(400, exc.code, str(exc))
+        except BodyError as exc:
+            response = _error(exc.status, exc.code, str(exc))
+            response.force_close()  # the rest of the body is never read
+            return response
         except AuthError as exc:
             response = _error(exc.status, exc.code, str(exc))
             if exc.status == 401:
@@ -161,28 +193,28 @@ def build_app(
     async def lease(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, LeaseRequest)
+        body = await _parse(request, LeaseRequest, body_timeout_seconds)
         tasks = await backend.lease(body, holder_of(request, caller, leased_as=body.worker))
         return _json(200, LeaseResponse(tasks=tasks).to_api())
 
     async def heartbeat(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, HeartbeatRequest)
+        body = await _parse(request, HeartbeatRequest, body_timeout_seconds)
         reply = backend.heartbeat(body, holder_of(request, caller))
         return _json(200, reply.to_api())
 
     async def complete(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, CompleteRequest)
+        body = await _parse(request, CompleteRequest, body_timeout_seconds)
         await backend.complete(body, holder_of(request, caller))
         return web.Response(status=204)
 
     async def outcomes(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, OutcomesRequest)
+        body = await _parse(request, OutcomesRequest, body_timeout_seconds)
         holder = holder_of(request, caller)
         settled = await asyncio.gather(
             *(backend.complete(item, holder) for item in body.outcomes), return_exceptions=True
