@@ -25,6 +25,7 @@ limit and a fronting proxy is not something every install has.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -35,11 +36,31 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 _END_OF_HEADERS = b"\r\n\r\n"
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
-    b"Connection: close\r\n\r\n"
+
+
+def _answer(status: str, code: str, message: str, *extra: str) -> bytes:
+    """A whole HTTP response with the lease API's error body, for a connection
+    aiohttp never sees a request of."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    head = [
+        f"HTTP/1.1 {status}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *extra,
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+_BUSY = _answer(
+    "503 Service Unavailable",
+    "TooManyConnections",
+    "this address holds as many connections as it may; retry",
+    "Retry-After: 1",
 )
-_LATE = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_LATE = _answer(
+    "408 Request Timeout", "RequestTimeout", "the request headers did not arrive in time"
+)
 
 
 @dataclass(frozen=True)

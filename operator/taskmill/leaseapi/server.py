@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +30,9 @@ from pydantic import BaseModel, ValidationError
 
 from taskmill.leaseapi.auth import Authenticator, AuthError, Caller
 from taskmill.models.lease import (
+    MAX_WORKER_CHARS,
     WORKER_HEADER,
+    WORKER_NAME,
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -45,8 +48,6 @@ from taskmill.models.lease import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-#: The longest worker name (a DNS subdomain, like the pod names workers use).
-MAX_WORKER_CHARS = 253
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,7 +108,9 @@ async def _parse(request: web.Request, model: type[M], within_seconds: float) ->
     except orjson.JSONDecodeError as exc:
         raise BadRequest("MalformedJSON", f"body is not JSON: {exc}") from exc
     try:
-        return model.model_validate(data)
+        # Strict (the request models' config) and by alias only: the document
+        # names camelCase keys, so snake_case ones are unknown keys.
+        return model.model_validate(data, by_name=False)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -121,16 +124,20 @@ def holder_of(
     worker names itself (``leased_as``, the lease request's ``worker``, or the
     ``Taskmill-Worker`` header), and without a name there is no holder to check
     the lease against, so the call is refused rather than let through."""
+    header = request.headers.get(WORKER_HEADER)
+    if header is not None and not (
+        len(header) <= MAX_WORKER_CHARS and re.fullmatch(WORKER_NAME, header)
+    ):
+        raise BadRequest(
+            "InvalidRequest",
+            f"{WORKER_HEADER}: 1 to {MAX_WORKER_CHARS} visible ASCII characters",
+        )
     identity = caller.identity if caller is not None else None
     if caller is not None and caller.pod:
         return Holder(caller.pod, identity)
-    worker = leased_as or request.headers.get(WORKER_HEADER, "").strip()
+    worker = leased_as or header
     if not worker:
         raise BadRequest("MissingWorker", f"name the calling worker in the {WORKER_HEADER} header")
-    if len(worker) > MAX_WORKER_CHARS:
-        raise BadRequest(
-            "InvalidRequest", f"{WORKER_HEADER}: at most {MAX_WORKER_CHARS} characters"
-        )
     return Holder(worker, identity)
 
 
