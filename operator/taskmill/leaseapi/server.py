@@ -1,8 +1,13 @@
 """HTTP routes of the lease API (aiohttp), in front of the operator's engine.
 
-Every request body is validated against the wire models: anything malformed
-is a 400 naming the field, a lease that is not current is a 409, and an
-unexpected error is a logged 500. No request can stop the operator.
+Every request body is validated strictly against the wire models: anything
+malformed is a 400 naming the field, a lease that is not current (or not the
+caller's) is a 409, a body over 1 MiB a 413 and one that does not arrive
+within the body timeout a 408; an unexpected error is a logged 500. Bodies
+are read only after the caller's token was checked. Every status is declared
+in the OpenAPI document (:mod:`taskmill.leaseapi.openapi`), and the
+connection limits in front of all this are :mod:`taskmill.leaseapi.connections`.
+No request can stop the operator.
 
 With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the lease
 routes first check the caller's token: 401 without a valid one, 403 for an
@@ -64,6 +69,16 @@ def _json(status: int, body: Any) -> web.Response:
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return _json(status, {"error": code, "message": message})
+
+
+#: Seconds a 503 asks the caller to wait before retrying.
+RETRY_AFTER = "1"
+
+
+def _unavailable(code: str, message: str) -> web.Response:
+    response = _error(503, code, message)
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
 
 
 class BadRequest(Exception):
@@ -177,7 +192,7 @@ def build_app(
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="taskmill"'
             elif exc.status == 503:
-                response.headers["Retry-After"] = "1"
+                response.headers["Retry-After"] = RETRY_AFTER
             return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
@@ -188,11 +203,11 @@ def build_app(
     async def guard(request: web.Request) -> web.Response | Caller | None:
         """The refusal, or the authenticated caller (None when auth is off)."""
         if not serving():
-            return _error(503, "NotLeader", "this operator replica is a standby; retry")
+            return _unavailable("NotLeader", "this operator replica is a standby; retry")
         if not synced():
             # Until every Task is loaded, an unknown lease may just not be
             # loaded yet: a 409 now would make a worker drop a finished result.
-            return _error(503, "Starting", "the operator is still loading Tasks; retry")
+            return _unavailable("Starting", "the operator is still loading Tasks; retry")
         if authenticate is not None:
             return await authenticate.authenticate(request.headers.get("Authorization"))
         return None
