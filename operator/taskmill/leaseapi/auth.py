@@ -10,8 +10,9 @@ operator asks the API server about it (``POST
   ``status.audiences`` lacks ours → :class:`Unauthenticated` (HTTP 401);
 - a valid token of an identity that is not a configured worker
   (``system:serviceaccount:<ns>:<name>``) → :class:`Forbidden` (HTTP 403);
-- the API server cannot be asked → :class:`AuthUnavailable` (HTTP 503: the
-  worker retries; nothing is leased unauthenticated).
+- the API server cannot be asked, or too many unknown tokens arrive at once
+  → :class:`AuthUnavailable` (HTTP 503: the worker retries; nothing is
+  leased unauthenticated).
 
 A token bound to a pod (the projected tokens the chart mounts) also names
 the pod (``status.user.extra["authentication.kubernetes.io/pod-name"]``):
