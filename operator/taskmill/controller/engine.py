@@ -937,6 +937,11 @@ class Engine:
         """Say so on Pending Tasks whose type no worker has asked for lately."""
         horizon = self.settings.no_worker_after_seconds
         now_mono = time.monotonic()
+        # An entry older than the horizon says no more than a missing one:
+        # dropping them bounds the map by the types asked for in one horizon,
+        # however many made-up types lease calls name.
+        for type_ in [t for t, at in self._wanted.items() if now_mono - at >= horizon]:
+            del self._wanted[type_]
         if now_mono - self._started < horizon:
             return  # workers may not have reconnected yet
         now = self.clock.now()
