@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -320,15 +321,45 @@ class Stack:
         pids.update(self.plane.pids)
         return pids
 
-    def operator_metric(self, name: str, labels: str = "") -> float:
-        """One sample of the operator's ``/metrics`` (0 when absent)."""
+    def _operator_samples(self, name: str) -> list[tuple[str, float]]:
+        """``(labels, value)`` of every sample of ``name`` in the operator's ``/metrics``."""
         with urllib.request.urlopen(f"{self.lease_url}/metrics", timeout=10) as response:
             text = response.read().decode()
-        wanted = f"{name}{{{labels}}}" if labels else name
+        samples = []
         for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+            if line.startswith((name + "{", name + " ")):
+                head, value = line.rsplit(" ", 1)
+                samples.append((head[len(name) :], float(value)))
+        return samples
+
+    def operator_metric(self, name: str, labels: str = "") -> float:
+        """The sum of the operator's samples of ``name`` that carry every label
+        in ``labels`` (e.g. ``'phase="Pending"'``); 0 when there are none."""
+        wanted = [label for label in labels.split(",") if label]
+        return sum(
+            value
+            for found, value in self._operator_samples(name)
+            if all(label in found for label in wanted)
+        )
+
+    def operator_histogram_quantile(self, name: str, q: float) -> float:
+        """The q-quantile of one of the operator's histograms, interpolated
+        within its bucket as PromQL's ``histogram_quantile`` does (NaN if empty)."""
+        buckets = sorted(
+            (float(found.split('le="', 1)[1].split('"', 1)[0]), count)
+            for found, count in self._operator_samples(name + "_bucket")
+        )
+        total = buckets[-1][1] if buckets else 0.0
+        if total == 0:
+            return math.nan
+        rank, lower, below = q * total, 0.0, 0.0
+        for upper, count in buckets:
+            if count >= rank:
+                if math.isinf(upper):
+                    return lower
+                return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+            lower, below = upper, count
+        return lower
 
 
 # --- clients ---

@@ -92,3 +92,27 @@ async def test_lists_then_watches_and_relists_when_history_is_gone(
         finally:
             stop.set()
             await watching
+
+
+async def test_a_task_as_large_as_the_api_server_takes_comes_through_the_watch(
+    crds: ControlPlane, namespace: str
+) -> None:
+    # 1.2 MB of payload: about the largest object etcd stores, and far longer
+    # than the line buffer of aiohttp's readline, which ended the watch.
+    big = manifest("big") | {"spec": {"type": "noop", "payload": {"blob": "x" * 1_200_000}}}
+    async with KubeClient(kubeconfig.load(crds.kubeconfig)) as client:
+        url = path("tasks", namespace)
+        sink = Sink()
+        informer = TaskInformer(client, (namespace,), sink, sink.known)
+        await informer.list_all()
+        stop = asyncio.Event()
+        watching = asyncio.create_task(informer.watch(stop))
+        try:
+            await client.create(url, big)
+            await client.create(url, manifest("after"))
+            await until(lambda: ("ADDED", "after", API_VERSION) in sink.events, "the next Task")
+            assert ("ADDED", "big", API_VERSION) in sink.events
+            assert not watching.done()
+        finally:
+            stop.set()
+            await watching

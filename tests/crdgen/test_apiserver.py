@@ -86,8 +86,14 @@ def test_valid_task_is_applied_with_its_defaults(control_plane: ControlPlane, ns
     assert task["spec"]["cancel"] is False
     assert task["spec"]["dependsOn"] == [{"name": "render", "condition": "Succeeded"}]
     assert task["spec"]["payload"] == {"to": "a@example.com", "n": [1, 2]}
-    # No one wrote a status: the CRD's default makes a new Task read as Pending.
-    assert task["status"] == {"phase": "Pending", "attempts": 0}
+    # No one wrote a status: the CRD's default makes a new Task read as
+    # Pending, and as in progress to kstatus (Reconciling).
+    status = task["status"]
+    assert (status["phase"], status["attempts"]) == ("Pending", 0)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+    }
 
 
 TASK_REFUSALS = [
@@ -300,3 +306,25 @@ def test_status_is_written_only_through_the_subresource(
     )
     assert bad.status == 422
     assert "status.phase" in bad.text
+
+
+def test_tasks_are_selected_by_type_queue_and_phase(control_plane: ControlPlane, ns: str) -> None:
+    for name, type_, queue in (
+        ("a", "echo", "default"),
+        ("b", "echo", "slow"),
+        ("c", "noop", "slow"),
+    ):
+        result = apply(control_plane, ns, "Task", name, {"type": type_, "queue": queue})
+        assert result.returncode == 0, result.stderr
+
+    def names(selector: str) -> list[str]:
+        out = control_plane.kubectl(
+            "get", "-n", ns, "tasks.taskmill.dev", "--field-selector", selector, "-o", "name"
+        ).stdout
+        return sorted(line.rsplit("/", 1)[1] for line in out.split())
+
+    assert names("spec.type=echo") == ["a", "b"]
+    assert names("spec.queue=slow,spec.type=noop") == ["c"]
+    # Nobody wrote a status: every Task is Pending through the CRD's default.
+    assert names("status.phase=Pending") == ["a", "b", "c"]
+    assert names("status.phase=Dead") == []

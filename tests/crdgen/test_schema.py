@@ -120,7 +120,9 @@ def test_task_defaults() -> None:
     assert at(spec, "cancel")["default"] is False
     assert at(spec, "dependsOn.[].condition")["default"] == "Succeeded"
     assert "default" not in at(spec, "maxAttempts")  # None: resolved from the queue
-    assert root("Task")["properties"]["status"]["default"] == {"phase": "Pending", "attempts": 0}
+    status = root("Task")["properties"]["status"]["default"]
+    assert (status["phase"], status["attempts"]) == ("Pending", 0)
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling"]
     assert "default" not in root("CronTask")["properties"]["status"]
 
 
@@ -155,7 +157,11 @@ def test_free_json() -> None:
     assert "type" not in result  # any JSON value: a number, a string, a list...
     assert result["x-kubernetes-preserve-unknown-fields"] is True
     labels = at(root("CronTask"), "spec.taskTemplate.metadata.labels")
-    assert labels == {"type": "object", "additionalProperties": {"type": "string"}}
+    assert labels == {
+        "description": "Labels of each Task.",
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+    }
 
 
 def test_bounds_patterns_and_formats() -> None:
@@ -346,3 +352,30 @@ def test_status_default_must_be_a_valid_status() -> None:
     )
     with pytest.raises(ValueError, match="phase"):
         render.render_crd(broken)
+
+
+def _undescribed(node: dict[str, Any], where: str) -> Iterator[str]:
+    for name, child in (node.get("properties") or {}).items():
+        if not child.get("description"):
+            yield f"{where}.{name}"
+        yield from _undescribed(child, f"{where}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _undescribed(node["items"], f"{where}[]")
+
+
+@pytest.mark.parametrize("kind", ["Task", "TaskQueue"])
+def test_every_field_has_a_description_for_kubectl_explain(kind: str) -> None:
+    schema = root(kind)
+    # The API server allows nothing but the type on metadata: kubectl explain
+    # describes it from ObjectMeta.
+    fields = {
+        **schema,
+        "properties": {k: v for k, v in schema["properties"].items() if k != "metadata"},
+    }
+    assert list(_undescribed(fields, kind)) == []
+
+
+def test_tasks_can_be_selected_by_type_queue_and_phase() -> None:
+    crd = next(d for d in render.render_crds() if d["spec"]["names"]["kind"] == "Task")
+    paths = [f["jsonPath"] for f in crd["spec"]["versions"][0]["selectableFields"]]
+    assert paths == [".spec.type", ".spec.queue", ".status.phase"]

@@ -61,7 +61,10 @@ def test_success_clears_the_lease_and_records_result_and_history() -> None:
     assert patch["lease"] is None
     assert patch["result"] == {"ok": 1}
     assert [h["outcome"] for h in patch["history"]] == ["Succeeded"]
-    assert patch["conditions"][0]["type"] == "Complete"
+    assert {c["type"]: c["status"] for c in patch["conditions"]} == {
+        "Ready": "True",
+        "Complete": "True",
+    }
 
 
 def test_a_retryable_failure_waits_for_the_backoff() -> None:
@@ -82,7 +85,11 @@ def test_the_last_attempt_failing_is_dead() -> None:
 
     assert patch["phase"] == "Dead"
     assert patch["reason"] == "AttemptsExhausted"
-    assert patch["conditions"][0]["type"] == "Failed"
+    assert {c["type"]: c["status"] for c in patch["conditions"]} == {
+        "Ready": "False",
+        "Stalled": "True",
+        "Failed": "True",
+    }
 
 
 def test_a_permanent_failure_is_dead_at_once() -> None:

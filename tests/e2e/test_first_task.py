@@ -29,7 +29,10 @@ def test_echo_task_succeeds_with_its_payload_as_result(
     assert status["attempts"] == 1
     assert "lease" not in status
     assert status["history"][0]["outcome"] == "Succeeded"
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Complete": "True"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "Complete": "True",
+    }
 
 
 def test_failing_task_is_dead_after_max_attempts(
@@ -56,7 +59,11 @@ def test_failing_task_is_dead_after_max_attempts(
     assert status["lastError"]["type"] == "RuntimeError"
     assert "RuntimeError: boom" in status["lastError"]["traceback"]
     assert [h["outcome"] for h in status["history"]] == ["Failed", "Failed"]
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Failed": "True"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Stalled": "True",
+        "Failed": "True",
+    }
     assert "AttemptsExhausted" in warning_reasons(
         crds, namespace, "fail-1", expect="AttemptsExhausted"
     )

@@ -81,8 +81,11 @@ def test_minimal_spec_takes_the_defaults() -> None:
 
 def test_new_status_reads_pending() -> None:
     assert task.TaskStatus().phase is task.Phase.PENDING
-    # The CRD's status default is what a fresh TaskStatus dumps to.
+    # The CRD's status default is what a fresh TaskStatus dumps to: Pending,
+    # and in progress (Reconciling) for kstatus, before any write.
     assert resources.TASK.status_default == task.TaskStatus().to_api()
+    conditions = {c["type"]: c["status"] for c in resources.TASK.status_default["conditions"]}
+    assert conditions == {"Ready": "False", "Reconciling": "True"}
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Locating and building the control plane's binaries (no building here: see test_controlplane)."""
+"""Locating and building the control plane's binaries (no building here; fetching is in
+test_downloads)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ def test_kubebuilder_assets_without_apiserver_is_an_error(
 
 def test_missing_go_names_the_alternative(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    monkeypatch.setenv("TASKMILL_ASSETS", "build")  # no download attempt: building is the point
     monkeypatch.setenv("TASKMILL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(assets.AssetError, match="KUBEBUILDER_ASSETS"):

@@ -28,6 +28,12 @@ class FakeLeaseApi:
         self.held = 0
         #: Outcomes per ``/v1/outcomes`` request.
         self.outcome_batches: list[int] = []
+        #: While set, outcome reports get 503, as from an operator whose API
+        #: server is away; ``refused`` counts them.
+        self.unavailable = False
+        self.refused = 0
+        #: Leases whose heartbeats get 409: expired, as far as the operator knows.
+        self.lost: set[str] = set()
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -90,6 +96,8 @@ class FakeLeaseApi:
         body = HeartbeatRequest.model_validate(await request.json())
         self.heartbeats.append(body)
         await self._notify()
+        if body.lease_id in self.lost:
+            return web.json_response({"error": "LeaseConflict"}, status=409)
         expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)).isoformat()
         return web.json_response({"expiresAt": expires, "cancel": body.lease_id in self.cancelled})
 
@@ -107,6 +115,10 @@ class FakeLeaseApi:
 
     async def _outcomes(self, request: web.Request) -> web.Response:
         body = OutcomesRequest.model_validate(await request.json())
+        if self.unavailable:
+            self.refused += 1
+            await self._notify()
+            return web.json_response({"error": "Unavailable"}, status=503)
         self.outcome_batches.append(len(body.outcomes))
         await asyncio.gather(*(self._take(item) for item in body.outcomes))
         results = [{"leaseId": item.lease_id} for item in body.outcomes]

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 import taskmill
@@ -161,3 +162,48 @@ def test_handlers_must_take_a_payload_and_maybe_a_context() -> None:
         taskmill.handler("t", into=registry)(lambda: None)
     with pytest.raises(ValueError, match="invalid handler type"):
         taskmill.handler("bad type!", into=registry)(lambda payload: None)
+
+
+def test_system_exit_from_a_handler_ends_the_attempt_not_the_worker(
+    pool: concurrent.futures.Executor,
+) -> None:
+    def sync_exit(payload: dict[str, Any]) -> None:
+        raise SystemExit(3)
+
+    async def async_exit(payload: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    for handler, kind in ((sync_exit, "SystemExit"), (async_exit, "KeyboardInterrupt")):
+        outcome, _ = run(handler, pool)
+        assert outcome.outcome == Outcome.FAILED
+        assert outcome.error is not None
+        assert (outcome.error.type, outcome.error.retryable) == (kind, True)
+
+
+def test_an_exception_that_cannot_print_itself_is_still_reported(
+    pool: concurrent.futures.Executor,
+) -> None:
+    class Mute(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    def handler(payload: dict[str, Any]) -> None:
+        raise Mute
+
+    outcome, _ = run(handler, pool)
+
+    assert outcome.error is not None
+    assert outcome.error.type == "Mute"
+    assert "could not be printed" in outcome.error.message
+
+
+def test_an_error_text_that_is_not_valid_unicode_still_travels_as_json(
+    pool: concurrent.futures.Executor,
+) -> None:
+    def handler(payload: dict[str, Any]) -> None:
+        raise ValueError("half a pair: \ud800")
+
+    outcome, _ = run(handler, pool)
+
+    assert outcome.error is not None
+    assert orjson.loads(orjson.dumps(outcome.to_api()))["error"]["message"] == "half a pair: ?"

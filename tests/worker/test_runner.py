@@ -330,3 +330,74 @@ async def test_the_worker_process_exits_after_sigterm_despite_a_stuck_sync_handl
     assert outcome.outcome == Outcome.RELEASED
     assert code == 0
     assert took < 5  # the grace period, not the long poll in flight or the thread
+
+
+@pytest.fixture
+def quick_report_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.dispatch.backoff import BackoffPolicy
+    from taskmill.worker import runner
+
+    quick = BackoffPolicy(initial_seconds=0.005, factor=2, max_seconds=0.02, jitter=0)
+    monkeypatch.setattr(runner, "REPORT_RETRY", quick)
+
+
+@pytest.mark.usefixtures("quick_report_retries")
+async def test_an_outcome_is_kept_however_long_the_operator_cannot_take_it(
+    api: FakeLeaseApi,
+) -> None:
+    gate = Gate()
+    worker, run = start(api, gate)
+    api.unavailable = True
+    lease_id = await api.add("ok", {"n": 1})
+    # Far more refusals than any fixed number of retries.
+    await api.wait_for(lambda: api.refused >= 200, limit_seconds=30)
+    beats_while_refused = sum(1 for b in api.heartbeats if b.lease_id == lease_id)
+    api.unavailable = False
+    await api.wait_for(lambda: api.outcome(lease_id) is not None)
+    outcome = api.outcome(lease_id)
+    assert outcome is not None
+    assert outcome.outcome == Outcome.SUCCEEDED
+    # Its lease was kept alive meanwhile, so the operator did not expire it.
+    assert beats_while_refused >= 2
+    await stop(worker, run)
+    assert worker.completed == 1
+
+
+@pytest.mark.usefixtures("quick_report_retries")
+async def test_an_outcome_is_dropped_once_its_heartbeats_say_the_lease_is_gone(
+    api: FakeLeaseApi,
+) -> None:
+    gate = Gate()
+    worker, run = start(api, gate)
+    api.unavailable = True
+    lease_id = await api.add("ok")
+    await api.wait_for(lambda: api.refused >= 3)
+    api.lost.add(lease_id)
+    await api.wait_for(lambda: not worker._reports and api.refused > 3)
+    api.unavailable = False
+    beats = sum(1 for b in api.heartbeats if b.lease_id == lease_id)
+    # Nothing more is sent for that attempt: no outcome, no heartbeat.
+    other = await api.add("ok")
+    await api.wait_for(lambda: api.outcome(other) is not None)
+    assert api.outcome(lease_id) is None
+    assert sum(1 for b in api.heartbeats if b.lease_id == lease_id) == beats
+    await stop(worker, run)
+    assert worker.completed == 1
+
+
+async def test_a_stopping_worker_gives_up_undelivered_outcomes_after_its_margin(
+    api: FakeLeaseApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskmill.worker import runner
+
+    monkeypatch.setattr(runner, "REPORT_MARGIN_SECONDS", 0.5)
+    gate = Gate()
+    worker, run = start(api, gate, grace_seconds=0.2)
+    api.unavailable = True
+    lease_id = await api.add("ok")
+    await api.wait_for(lambda: api.refused >= 1)
+    started = time.monotonic()
+    await stop(worker, run)
+    assert time.monotonic() - started < 10
+    assert api.outcome(lease_id) is None
+    assert worker.completed == 0

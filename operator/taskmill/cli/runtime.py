@@ -169,8 +169,9 @@ def operator_command(
 
     try:
         asyncio.run(main())
-    except operator_run.LeadershipLost as exc:
-        # Exit non-zero: the Deployment restarts this replica as a standby.
+    except (operator_run.LeadershipLost, operator_run.LoopEnded) as exc:
+        # Exit non-zero: the Deployment restarts this replica (as a standby,
+        # when it lost the leadership).
         raise click.ClickException(str(exc)) from exc
 
 

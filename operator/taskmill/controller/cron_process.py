@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -88,6 +89,8 @@ class CronProcess:
         self._latest: dict[Key, bytes] = {}
         self._process: asyncio.subprocess.Process | None = None
         self._lags: deque[float] = deque(maxlen=1000)
+        #: Called with every fire lag the child reports (the metrics' histogram).
+        self.lag_observers: list[Callable[[float], None]] = []
 
     @property
     def pid(self) -> int | None:
@@ -185,8 +188,13 @@ class CronProcess:
                 continue
             if not line:
                 return
-            with contextlib.suppress(ValueError):
-                self._lags.append(float(line))
+            try:
+                lag = float(line)
+            except ValueError:
+                continue
+            self._lags.append(lag)
+            for observe in self.lag_observers:
+                observe(lag)
 
 
 def _line(message: Any) -> bytes:

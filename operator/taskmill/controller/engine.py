@@ -21,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ from taskmill.dispatch.dependencies import DependencyState, evaluate, find_cycle
 from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseBook, LeaseInfo
-from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.kube.client import UNREACHABLE, ApiError, KubeClient, is_transient, path
 from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
@@ -84,6 +85,14 @@ class LeaseConflict(Exception):
     """The lease named is not current: expired, foreign, or already completed."""
 
 
+class ApiUnavailable(Exception):
+    """The API server does not take writes now; the caller should retry later."""
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"the API server is unavailable; retry in {retry_after_seconds:.1f}s")
+        self.retry_after_seconds = retry_after_seconds
+
+
 class Engine:
     def __init__(
         self,
@@ -100,7 +109,9 @@ class Engine:
         self.dispatcher = Dispatcher()
         self.leases = LeaseBook()
         self.records: dict[TaskKey, TaskRecord] = {}
-        self.writer = StatusWriter(client, max_concurrent=settings.max_concurrent_writes)
+        self.writer = StatusWriter(
+            client, self.clock, max_concurrent=settings.max_concurrent_writes
+        )
         self.events = EventRecorder(
             client, per_second=settings.events_per_second, component=settings.instance
         )
@@ -238,7 +249,9 @@ class Engine:
         self._parked.setdefault((record.key[0], name), set()).add(record.key)
         if record.status.reason != Reason.QUEUE_NOT_FOUND:
             message = f"TaskQueue {name!r} does not exist in namespace {record.key[0]!r}"
-            patch = transitions.waiting(Reason.QUEUE_NOT_FOUND, message)
+            patch = transitions.waiting(
+                record.status, Reason.QUEUE_NOT_FOUND, message, self.clock.now()
+            )
             self._spawn(self._write_and_warn(record, patch, Reason.QUEUE_NOT_FOUND, message))
 
     def _schedule(self, record: TaskRecord) -> None:
@@ -284,7 +297,7 @@ class Engine:
             self._spawn(
                 self._write_and_warn(
                     record,
-                    transitions.waiting(Reason.QUEUE_PAUSED, message),
+                    transitions.waiting(status, Reason.QUEUE_PAUSED, message, self.clock.now()),
                     Reason.QUEUE_PAUSED,
                     message,
                     warn=False,
@@ -298,7 +311,9 @@ class Engine:
             run_at = to_timestamp(task.spec.run_at)
             eligible_at = max(eligible_at, run_at)
             if run_at > now and status.reason != Reason.RUN_AT:
-                patch = transitions.waiting(Reason.RUN_AT, "waiting for spec.runAt", run_at)
+                patch = transitions.waiting(
+                    status, Reason.RUN_AT, "waiting for spec.runAt", now, run_at
+                )
                 self._spawn(self._write_quietly(record, patch))
         created = task.metadata.creation_timestamp
         self.dispatcher.put(
@@ -329,7 +344,7 @@ class Engine:
         else:
             self.dispatcher.discard(record.key)
             message = f"retried ({RETRY_ANNOTATION}={value})"
-            patch = transitions.retried(status, value)
+            patch = transitions.retried(status, value, self.clock.now())
             self._spawn(self._write_and_warn(record, patch, Reason.RETRIED, message, warn=False))
             return True
         # Remember the value either way, so it is reported once and never acted on later.
@@ -413,7 +428,12 @@ class Engine:
         status = record.status
         if status.reason != Reason.DEPENDENCIES or status.message != message:
             self._spawn(
-                self._write_quietly(record, transitions.waiting(Reason.DEPENDENCIES, message))
+                self._write_quietly(
+                    record,
+                    transitions.waiting(
+                        record.status, Reason.DEPENDENCIES, message, self.clock.now()
+                    ),
+                )
             )
         return False
 
@@ -439,7 +459,7 @@ class Engine:
         except ApiError as exc:
             if not (exc.is_not_found or exc.is_conflict):
                 log.warning("could not delete expired %s/%s: %s", *key, exc)
-        except (OSError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("could not delete expired %s/%s: %s", *key, exc)
 
     def _restore_lease(self, record: TaskRecord) -> None:
@@ -496,7 +516,11 @@ class Engine:
             for type_ in request.types:
                 self._wanted[type_] = now_mono
             changed = self._changed
-            items = self.dispatcher.take(request.types, request.max, self.clock.now())
+            now = self.clock.now()
+            # While the API server takes no writes, a lease could not be
+            # recorded: leave the Tasks queued rather than take and requeue them.
+            writable = self.writer.outage.open(now)
+            items = self.dispatcher.take(request.types, request.max, now) if writable else []
             if items:
                 granting = asyncio.gather(*(self._grant(i, holder) for i in items))
                 try:
@@ -519,7 +543,7 @@ class Engine:
             if remaining <= 0:
                 return []
             wait = remaining
-            next_at = self.dispatcher.next_wakeup()
+            next_at = self.dispatcher.next_wakeup() if writable else self.writer.outage.retry_at
             if next_at is not None:
                 wait = min(wait, max(0.0, next_at - self.clock.now()) + 0.001)
             if changed.is_set():
@@ -568,15 +592,14 @@ class Engine:
                 transitions.leased(record.task.status, lease),
                 record.task.metadata.generation,
             )
-        except ApiError as exc:
+        except (ApiError, *UNREACHABLE) as exc:
             self._end_lease(lease.id)
-            if not (exc.is_conflict or exc.is_not_found):
+            if isinstance(exc, ApiError) and (exc.is_conflict or exc.is_not_found):
+                return None  # a newer version is on its way through the watch
+            if not is_transient(exc):
                 log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
-                self._requeue(record)
-            return None  # a newer version is on its way through the watch
-        except (TimeoutError, OSError) as exc:
-            self._end_lease(lease.id)
-            log.warning("lease of %s/%s failed: %s; requeued", *item.key, exc)
+            # Queued again; while the API server is away the write gate
+            # (StatusWriter.outage) keeps it from being taken at once.
             self._requeue(record)
             return None
         self._adopt(record, updated)
@@ -602,7 +625,7 @@ class Engine:
         log.info(
             "%s/%s: its worker %s went away before the lease reached it", *lease.key, lease.worker
         )
-        with contextlib.suppress(LeaseConflict, ApiError, OSError, TimeoutError):
+        with contextlib.suppress(LeaseConflict, ApiError, *UNREACHABLE):
             await self._finish(
                 lease, lambda status: transitions.released(status, lease, self.clock.now())
             )
@@ -639,6 +662,12 @@ class Engine:
             self._spawn(self._write_quietly(record, {"progress": progress}))
 
     async def complete(self, request: CompleteRequest, holder: Holder) -> None:
+        """End an attempt as its worker reports. Raises :class:`LeaseConflict`
+        when the lease is not current, :class:`ApiUnavailable` while the API
+        server takes no writes (the worker keeps the outcome and retries)."""
+        now = self.clock.now()
+        if not self.writer.outage.open(now):
+            raise ApiUnavailable(self.writer.outage.retry_at - now)
         lease = self.leases.get(request.lease_id)
         foreign = lease is not None and not self._held_by(lease, holder)
         if lease is None or foreign or lease.id in self._completing:
@@ -774,16 +803,16 @@ class Engine:
             updated = await self.writer.write(
                 *record.key, based_on, patch, record.task.metadata.generation
             )
-        except ApiError as exc:
-            if exc.is_conflict or exc.is_not_found:
+        except (ApiError, *UNREACHABLE) as exc:
+            if isinstance(exc, ApiError) and (exc.is_conflict or exc.is_not_found):
                 # A newer version is on its way through the watch; it is
                 # looked at again then.
                 log.debug("status write for %s/%s skipped: %s", *record.key, exc.reason)
+            elif is_transient(exc):
+                # The outage is logged once by the writer.
+                log.debug("status write for %s/%s failed: %s", *record.key, exc)
             else:
                 log.warning("status write for %s/%s failed: %s", *record.key, exc)
-            return False
-        except (TimeoutError, OSError) as exc:
-            log.warning("status write for %s/%s failed: %s", *record.key, exc)
             return False
         if patch.get("phase") == Phase.WAITING.value:
             log.info("Task %s/%s waits: %s: %s", *record.key, patch["reason"], patch["message"])
@@ -846,7 +875,7 @@ class Engine:
         patch = transitions.dead(None, Reason.INVALID_TASK, message, self.clock.now())
         try:
             await self.writer.write(key[0], key[1], rv, patch)
-        except (ApiError, OSError) as err:
+        except (ApiError, *UNREACHABLE) as err:
             log.warning("could not mark invalid Task %s/%s Dead: %s", *key, err)
             return
         log.warning("Task %s/%s is Dead: %s", *key, message)
@@ -930,8 +959,17 @@ class Engine:
             await self._finish(lease, patch)
         except LeaseConflict:
             pass
-        except (ApiError, OSError) as exc:
-            log.warning("could not record expiry of %s/%s: %s", *lease.key, exc)
+        except (ApiError, *UNREACHABLE) as exc:
+            # Not recorded: the lease stays and expires again later, after
+            # the write gate's wait while the API server is away.
+            now = self.clock.now()
+            if is_transient(exc):
+                retry_at = max(self.writer.outage.retry_at, now + 0.1)
+            else:
+                log.warning("could not record expiry of %s/%s: %s", *lease.key, exc)
+                retry_at = now + lease.lease_seconds
+            if (held := self.leases.get(lease.id)) is not None:
+                self.leases.add(replace(held, expires_at=max(held.expires_at, retry_at)))
 
     def _mark_unwanted(self) -> None:
         """Say so on Pending Tasks whose type no worker has asked for lately."""
@@ -955,7 +993,7 @@ class Engine:
                 if item.eligible_at > now or now - item.created < horizon:
                     continue
                 message = f"no worker has asked for tasks of type {type_!r} in {horizon:g}s"
-                patch = transitions.waiting(Reason.NO_WORKER, message)
+                patch = transitions.waiting(record.status, Reason.NO_WORKER, message, now)
                 self._spawn(self._write_and_warn(record, patch, Reason.NO_WORKER, message))
 
     def _write_and_warn(

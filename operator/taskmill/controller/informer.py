@@ -12,7 +12,9 @@ It resumes from the last resourceVersion it saw (bookmarks keep that fresh
 on quiet namespaces), and when the server says that version is gone (410) it
 lists again and reports Tasks that vanished meanwhile as deleted, so the
 engine never keeps a lease for a Task that no longer exists. No error ends
-it: the API server being away is retried with capped backoff.
+it: the API server being away, and any error it did not expect, is retried
+with capped backoff, and a watch event may be as large as any object the API
+server stores.
 """
 
 from __future__ import annotations
@@ -117,15 +119,27 @@ class TaskInformer:
             try:
                 await self._stream(scope)
                 failures = 0  # the server ended the watch normally: resume at once
-            except _TRANSIENT as exc:
+            except Exception as exc:
                 if isinstance(exc, ApiError) and exc.status == 410:
                     # The server no longer has the history to resume from.
-                    log.info("Task watch of %s expired; listing again", scope or "all namespaces")
+                    log.info("Task watch of %s expired; listing again", _scope_name(scope))
                     await self._relist(scope)
                     continue
                 failures += 1
                 delay = RECONNECT.base_delay(failures)
-                log.warning("Task watch of %s failed (%s); retrying in %.1fs", scope, exc, delay)
+                if isinstance(exc, _TRANSIENT):
+                    log.warning(
+                        "Task watch of %s failed (%s); retrying in %.1fs",
+                        _scope_name(scope),
+                        exc,
+                        delay,
+                    )
+                else:
+                    # Not an error we know, but a watch that ends for good
+                    # would stop all dispatching: report it and go on.
+                    log.exception(
+                        "Task watch of %s failed; retrying in %.1fs", _scope_name(scope), delay
+                    )
                 await asyncio.sleep(delay)
 
     async def _relist(self, scope: str | None) -> None:
@@ -133,9 +147,15 @@ class TaskInformer:
             try:
                 await self._list(scope)
                 return
-            except _TRANSIENT as exc:
+            except Exception as exc:
                 delay = RECONNECT.base_delay(failures)
-                log.warning("cannot list Tasks of %s (%s); retrying in %.1fs", scope, exc, delay)
+                log.warning(
+                    "cannot list Tasks of %s (%s); retrying in %.1fs",
+                    _scope_name(scope),
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, _TRANSIENT),
+                )
                 await asyncio.sleep(delay)
 
     async def _stream(self, scope: str | None) -> None:
@@ -159,3 +179,7 @@ class TaskInformer:
                 # The sink never raises by contract; should it, the event is
                 # logged and the watch goes on.
                 log.exception("failed to take in a Task event")
+
+
+def _scope_name(scope: str | None) -> str:
+    return scope or "all namespaces"

@@ -34,7 +34,7 @@ from aiohttp import web
 import taskmill
 from taskmill.controller.cron import CRONTASK_LABEL
 from taskmill.controller.cron_process import CronProcess
-from taskmill.controller.engine import Engine, LeaseConflict
+from taskmill.controller.engine import ApiUnavailable, Engine, LeaseConflict
 from taskmill.controller.informer import RECONNECT, TaskInformer
 from taskmill.controller.leader import LeaderElector
 from taskmill.controller.metrics import OperatorMetrics
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 class LeadershipLost(RuntimeError):
     """This replica stopped leading before it was told to stop."""
+
+
+class LoopEnded(RuntimeError):
+    """A loop that runs for the operator's whole life ended before it was told to stop."""
 
 
 def build_registry(
@@ -157,6 +161,20 @@ async def _load_state(
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
 
+def alive(loops: list[asyncio.Task[Any]]) -> bool:
+    return bool(loops) and not any(loop.done() for loop in loops)
+
+
+def _ended(loop: asyncio.Task[Any], stop: asyncio.Event, ended: list[str]) -> None:
+    """A loop that must run until the operator stops has ended: say why, and stop."""
+    if stop.is_set():
+        return
+    ended.append(loop.get_name())
+    error = None if loop.cancelled() else loop.exception()
+    log.critical("the %s loop ended; stopping the operator", loop.get_name(), exc_info=error)
+    stop.set()
+
+
 def _elector(client: KubeClient, settings: OperatorSettings) -> LeaderElector | None:
     if settings.leader_lease is None:
         return None
@@ -219,8 +237,8 @@ async def run(
     metrics = OperatorMetrics(
         leading,
         throttled=lambda: engine.dispatcher.throttled_decisions,
-        fire_lags=cron.fire_lags,
     )
+    cron.lag_observers.append(metrics.observe_fire_lag)
 
     authenticator = None
     if settings.auth_audience:
@@ -238,11 +256,15 @@ async def run(
         idle_timeout_seconds=settings.lease_idle_timeout_seconds,
         max_connections_per_address=settings.lease_max_connections_per_address,
     )
+    #: The loops dispatching depends on: should one end, the replica is not
+    #: Ready (and the operator stops, so that it is started again).
+    loops: list[asyncio.Task[Any]] = []
     app = build_app(
         engine,
         conflict=LeaseConflict,
+        unavailable=ApiUnavailable,
         version=taskmill.__version__,
-        ready=lambda: kopf_ready.is_set() and leading() and engine.synced,
+        ready=lambda: kopf_ready.is_set() and leading() and engine.synced and alive(loops),
         authenticate=authenticator,
         serving=leading,
         synced=lambda: engine.synced,
@@ -277,6 +299,10 @@ async def run(
     timers = asyncio.create_task(engine.run_timers(), name="timers")
     watching = asyncio.create_task(informer.watch(stop), name="task-watch")
     cron_timers = asyncio.create_task(cron.run(), name="cron")
+    loops += [timers, watching, cron_timers]
+    ended: list[str] = []
+    for loop in loops:
+        loop.add_done_callback(lambda task: _ended(task, stop, ended))
     keeper = None
     if elector is not None:
         keeper = asyncio.create_task(
@@ -292,6 +318,7 @@ async def run(
             ready_flag=kopf_ready,
         )
     finally:
+        stop.set()  # whatever ended kopf: the loops below are cancelled, not failed
         timers.cancel()
         watching.cancel()
         cron_timers.cancel()
@@ -308,3 +335,5 @@ async def run(
         await client.close()
     if elector is not None and elector.lost.is_set():
         raise LeadershipLost(f"{elector.identity} lost the leader Lease {elector.name}")
+    if ended:
+        raise LoopEnded(f"the {', '.join(ended)} loop ended before the operator was stopped")

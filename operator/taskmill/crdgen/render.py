@@ -45,6 +45,9 @@ def render_crd(kind: resources.ResourceKind) -> dict[str, Any]:
     }
     if kind.printer_columns:
         version["additionalPrinterColumns"] = [_column(c) for c in kind.printer_columns]
+    if kind.selectable_fields:
+        # kubectl get --field-selector on these (Kubernetes 1.32+).
+        version["selectableFields"] = [{"jsonPath": p} for p in kind.selectable_fields]
     version["schema"] = {"openAPIV3Schema": root_schema(kind)}
     names: dict[str, Any] = {
         "kind": kind.kind,

@@ -13,14 +13,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from taskmill.dispatch import conditions
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import to_datetime
 from taskmill.dispatch.leases import LeaseInfo
-from taskmill.models.base import Condition, ConditionStatus
 from taskmill.models.lease import ReportedError
 from taskmill.models.task import (
-    CONDITION_COMPLETE,
-    CONDITION_FAILED,
     HISTORY_LIMIT,
     MESSAGE_MAX_CHARS,
     RETRY_ANNOTATION,
@@ -58,6 +56,7 @@ class RetrySettings:
 
 
 def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
+    message = f"attempt {lease.attempt} on {lease.worker}"
     patch: StatusPatch = {
         "phase": Phase.RUNNING.value,
         "attempts": lease.attempt,
@@ -71,6 +70,7 @@ def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
         "reason": None,
         "message": None,
         "nextAttemptAt": None,
+        "conditions": conditions.for_phase(status, Phase.RUNNING, "", message, lease.started_at),
     }
     if status is None or status.started_at is None:
         patch["startedAt"] = iso(lease.started_at)
@@ -86,7 +86,7 @@ def succeeded(status: TaskStatus | None, lease: LeaseInfo, result: Any, now: flo
         "reason": None,
         "message": None,
         "history": _history(status, lease, now, AttemptOutcome.SUCCEEDED, None),
-        "conditions": _conditions(status, CONDITION_COMPLETE, "Succeeded", "", now),
+        "conditions": conditions.for_phase(status, Phase.SUCCEEDED, "", "", now),
     }
 
 
@@ -118,40 +118,48 @@ def failed(
         delay, reason = error.retry_after_seconds, Reason.RETRY_REQUESTED
     else:
         delay, reason = retry.backoff.delay(lease.attempt, rng), Reason.BACKOFF
+    message = f"attempt {lease.attempt + 1} of {retry.max_attempts} in {delay:.1f}s"
     return patch | {
         "phase": Phase.WAITING.value,
         "reason": reason.value,
-        "message": f"attempt {lease.attempt + 1} of {retry.max_attempts} in {delay:.1f}s",
+        "message": message,
         "nextAttemptAt": iso(now + delay),
+        "conditions": conditions.for_phase(status, Phase.WAITING, reason.value, message, now),
     }
 
 
 def released(status: TaskStatus | None, lease: LeaseInfo, now: float) -> StatusPatch:
     """Handed back by a worker (shutdown): queued again at once, attempt not counted."""
+    message = f"released by {lease.worker}"
     return {
         "phase": Phase.PENDING.value,
         "attempts": lease.attempt - 1,
         "lease": None,
         "reason": Reason.RELEASED.value,
-        "message": f"released by {lease.worker}",
+        "message": message,
         "history": _history(status, lease, now, AttemptOutcome.RELEASED, None),
+        "conditions": conditions.for_phase(
+            status, Phase.PENDING, Reason.RELEASED.value, message, now
+        ),
     }
 
 
-def retried(status: TaskStatus | None, value: str) -> StatusPatch:
+def retried(status: TaskStatus | None, value: str, now: float) -> StatusPatch:
     """A Dead Task retried by its annotation: attempts start again; its history
     and last error stay for the record."""
-    kept = [c for c in (status.conditions or [])] if status else []
+    message = truncate(f"retried: {RETRY_ANNOTATION}={value}", MESSAGE_MAX_CHARS)
     return {
         "phase": Phase.PENDING.value,
         "attempts": 0,
         "reason": Reason.RETRIED.value,
-        "message": truncate(f"retried: {RETRY_ANNOTATION}={value}", MESSAGE_MAX_CHARS),
+        "message": message,
         "observedRetry": value,
         "nextAttemptAt": None,
         "finishedAt": None,
         "lease": None,
-        "conditions": [_dump_condition(c) for c in kept if c.type != CONDITION_FAILED] or None,
+        "conditions": conditions.for_phase(
+            status, Phase.PENDING, Reason.RETRIED.value, message, now
+        ),
     }
 
 
@@ -166,6 +174,9 @@ def cancelled(
         "finishedAt": iso(now),
         "lease": None,
         "nextAttemptAt": None,
+        "conditions": conditions.for_phase(
+            status, Phase.CANCELLED, Reason.CANCELLED.value, message, now
+        ),
     }
     if lease is not None:
         patch["history"] = _history(status, lease, now, AttemptOutcome.CANCELLED, None)
@@ -177,12 +188,20 @@ def dead(status: TaskStatus | None, reason: Reason, message: str, now: float) ->
     return _dead(status, reason, message, now) | {"lease": None}
 
 
-def waiting(reason: Reason, message: str, next_attempt_at: float | None = None) -> StatusPatch:
+def waiting(
+    status: TaskStatus | None,
+    reason: Reason,
+    message: str,
+    now: float,
+    next_attempt_at: float | None = None,
+) -> StatusPatch:
+    message = truncate(message, MESSAGE_MAX_CHARS)
     return {
         "phase": Phase.WAITING.value,
         "reason": reason.value,
-        "message": truncate(message, MESSAGE_MAX_CHARS),
+        "message": message,
         "nextAttemptAt": iso(next_attempt_at) if next_attempt_at is not None else None,
+        "conditions": conditions.for_phase(status, Phase.WAITING, reason.value, message, now),
     }
 
 
@@ -194,7 +213,7 @@ def _dead(status: TaskStatus | None, reason: Reason, message: str, now: float) -
         "message": message,
         "finishedAt": iso(now),
         "nextAttemptAt": None,
-        "conditions": _conditions(status, CONDITION_FAILED, reason.value, message, now),
+        "conditions": conditions.for_phase(status, Phase.DEAD, reason.value, message, now),
     }
 
 
@@ -225,32 +244,4 @@ def _dump_attempt(attempt: Attempt) -> dict[str, Any]:
         value = getattr(attempt, "started_at" if key == "startedAt" else "finished_at")
         if isinstance(value, dt.datetime):
             data[key] = iso(value.timestamp())
-    return data
-
-
-def _conditions(
-    status: TaskStatus | None, type_: str, reason: str, message: str, now: float
-) -> list[dict[str, Any]]:
-    """Set one condition True, keeping the others; transition time only on change."""
-    current = {c.type: c for c in (status.conditions or [])} if status else {}
-    previous = current.get(type_)
-    if previous is not None and previous.status == ConditionStatus.TRUE:
-        transition = previous.last_transition_time
-    else:
-        transition = to_datetime(now)
-    current[type_] = Condition(
-        type=type_,
-        status=ConditionStatus.TRUE,
-        reason=reason,
-        message=message,
-        last_transition_time=transition,
-    )
-    return [_dump_condition(condition) for condition in current.values()]
-
-
-def _dump_condition(condition: Condition) -> dict[str, Any]:
-    data = condition.to_api()
-    if condition.last_transition_time is not None:
-        # metav1.Condition keeps whole seconds.
-        data["lastTransitionTime"] = condition.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ")
     return data

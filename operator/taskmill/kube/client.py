@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,20 @@ TOO_MANY_REQUESTS_RETRIES = 5
 #: How long a token read from a file is used before the file is read again.
 TOKEN_REREAD_SECONDS = 60.0
 JSON_PATCH = "application/json-patch+json"
+#: A bound on one watch event, far above any object the API server stores
+#: (etcd keeps at most about 1.5 MiB per object; a request body is capped at
+#: 3 MiB), so only a broken stream can reach it.
+MAX_WATCH_EVENT_BYTES = 64 * 1024 * 1024
+
+
+#: Errors of the connection rather than of the API: the server is away, the
+#: connection broke, or the answer took too long. Worth trying again.
+UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same request may succeed later."""
+    return isinstance(exc, UNREACHABLE) or (isinstance(exc, ApiError) and exc.is_transient)
 
 
 class ApiError(Exception):
@@ -194,12 +208,38 @@ class KubeClient:
         ) as response:
             if response.status >= 400:
                 raise _api_error(response.status, await response.read())
-            while True:
-                line = await response.content.readline()
-                if not line:
-                    return
-                if line.strip():
-                    yield orjson.loads(line)
+            async for line in _lines(response.content.iter_any()):
+                yield orjson.loads(line)
+
+
+async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The non-blank lines of a stream of chunks, each as long as it needs to be.
+
+    aiohttp's ``readline`` refuses a line longer than its buffer limit
+    (``LineTooLong``), and one watch event is one line holding a whole
+    object: any Task the API server accepts (about 1.5 MiB in etcd) must come
+    through, so lines are assembled here from the chunks as they arrive, each
+    byte copied once.
+    """
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            parts.append(chunk[start:end])
+            line = b"".join(parts)
+            parts.clear()
+            size = 0
+            if line.strip():
+                yield line
+            start = end + 1
+        if start < len(chunk):
+            parts.append(chunk[start:])
+            size += len(chunk) - start
+            if size > MAX_WATCH_EVENT_BYTES:
+                raise ValueError(f"a watch event is longer than {MAX_WATCH_EVENT_BYTES} bytes")
+    if parts and (line := b"".join(parts)).strip():
+        yield line
 
 
 def _retry_after(header: str | None) -> float:

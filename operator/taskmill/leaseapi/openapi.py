@@ -37,8 +37,8 @@ _ERRORS = {
     "408": "The body did not arrive within the body timeout; the connection is closed",
     "413": "The body is larger than the limit (1 MiB)",
     "500": "An unexpected error, logged by the operator; nothing was changed",
-    "503": "A standby replica, an operator still loading Tasks, or a token that could"
-    " not be checked now; retry (Retry-After)",
+    "503": "A standby replica, an operator still loading Tasks, an API server that takes"
+    " no writes now, or a token that could not be checked now; retry (Retry-After)",
 }
 
 

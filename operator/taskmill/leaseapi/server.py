@@ -156,10 +156,15 @@ def holder_of(
     return Holder(worker, identity)
 
 
+class _NeverRaised(Exception):
+    """The ``unavailable`` error of a backend that has none."""
+
+
 def build_app(
     backend: LeaseBackend,
     *,
     conflict: type[Exception],
+    unavailable: type[Exception] = _NeverRaised,
     version: str,
     ready: Callable[[], bool] = lambda: True,
     extra_routes: Callable[[web.Application], None] | None = None,
@@ -168,7 +173,8 @@ def build_app(
     synced: Callable[[], bool] = lambda: True,
     body_timeout_seconds: float = 30.0,
 ) -> web.Application:
-    """The aiohttp application. ``conflict`` is the backend's "lease not current" error."""
+    """The aiohttp application. ``conflict`` is the backend's "lease not current"
+    error (409); ``unavailable`` its "cannot write now, retry" error (503)."""
     from taskmill.leaseapi.openapi import document
 
     openapi = orjson.dumps(document(version))
@@ -196,6 +202,8 @@ def build_app(
             return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
+        except unavailable as exc:
+            return _unavailable("Unavailable", str(exc))
         except Exception:
             log.exception("lease API %s %s failed", request.method, request.path)
             return _error(500, "InternalError", "the operator could not handle this call")
@@ -246,6 +254,8 @@ def build_app(
             error = None
             if isinstance(outcome, conflict):
                 error = "LeaseConflict"
+            elif isinstance(outcome, unavailable):
+                error = "Unavailable"  # the worker keeps it and reports it again
             elif isinstance(outcome, BaseException):
                 log.error("outcome of lease %s failed", item.lease_id, exc_info=outcome)
                 error = "InternalError"

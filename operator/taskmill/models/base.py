@@ -80,15 +80,19 @@ class Condition(ApiModel):
     """A standard Kubernetes condition (the ``metav1.Condition`` shape)."""
 
     type: str = Field(max_length=316, description="Type of condition in CamelCase.")
-    status: ConditionStatus
+    status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         default="Unknown",
         max_length=1024,
         description="Programmatic identifier of the last transition, in CamelCase.",
     )
     message: str = Field(default="", max_length=32768, description="Human-readable details.")
-    last_transition_time: Timestamp | None = None
-    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: Timestamp | None = Field(
+        default=None, description="When the status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The generation this condition was set for."
+    )
 
 
 class ObjectRef(ApiModel):

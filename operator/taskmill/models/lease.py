@@ -159,7 +159,8 @@ class OutcomesRequest(RequestModel):
 class OutcomeResult(WireModel):
     lease_id: str
     #: ``None``: taken. ``LeaseConflict``: the lease is not current (as a 409
-    #: of ``/v1/complete``). ``InternalError``: not taken; report it again.
+    #: of ``/v1/complete``). ``Unavailable``: the API server takes no writes
+    #: now, and ``InternalError``: not taken; report it again.
     error: str | None = None
 
 

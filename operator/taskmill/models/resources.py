@@ -97,6 +97,8 @@ class ResourceKind:
     #: CEL rules on the whole object (see ``base.cel``): the only place a rule
     #: can see ``metadata.name`` (and ``generateName``) next to the spec.
     validations: tuple[JsonDict, ...] = ()
+    #: Fields ``kubectl get --field-selector`` can select on (at most 8).
+    selectable_fields: tuple[str, ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -123,7 +125,9 @@ TASK = ResourceKind(
         PrinterColumn("Priority", "integer", ".spec.priority", priority=1),
         PrinterColumn("Worker", "string", ".status.lease.worker", priority=1),
     ),
-    status_default={"phase": "Pending", "attempts": 0},
+    # Pending, and in progress for kstatus, before the operator writes anything.
+    status_default=TaskStatus().to_api(),
+    selectable_fields=(".spec.type", ".spec.queue", ".status.phase"),
     validations=(
         cel(
             "!has(self.spec) || !has(self.spec.dependsOn)"
@@ -161,10 +165,11 @@ TASK_QUEUE = ResourceKind(
     status=TaskQueueStatus,
     description="Limits and defaults for the Tasks that name this queue.",
     printer_columns=(
+        # Its settings only: counts per queue are `taskmill stats` and the
+        # taskmill_tasks metric, live, at no write to the API server.
         PrinterColumn("Paused", "boolean", ".spec.paused"),
-        PrinterColumn("Pending", "integer", ".status.pending"),
-        PrinterColumn("Running", "integer", ".status.running"),
-        PrinterColumn("Dead", "integer", ".status.dead"),
+        PrinterColumn("Concurrency", "integer", ".spec.concurrency.total"),
+        PrinterColumn("Lease", "integer", ".spec.leaseSeconds", "Lease seconds"),
         AGE,
     ),
 )

@@ -54,6 +54,7 @@ from taskmill.models.base import (
     HANDLER_TYPE,
     ApiModel,
     Condition,
+    ConditionStatus,
     Timestamp,
     cel,
     validations,
@@ -250,12 +251,22 @@ class TaskSpec(ApiModel):
 
 
 class TaskError(ApiModel):
+    """The error of the last failed attempt."""
+
     type: str = Field(default="", description="Exception class, or a Taskmill reason.")
-    message: str = Field(default="", max_length=MESSAGE_MAX_CHARS)
-    traceback: str | None = Field(default=None, max_length=TRACEBACK_MAX_CHARS)
+    message: str = Field(
+        default="", max_length=MESSAGE_MAX_CHARS, description="What the error said."
+    )
+    traceback: str | None = Field(
+        default=None,
+        max_length=TRACEBACK_MAX_CHARS,
+        description=f"The end of the handler's traceback (the last {TRACEBACK_MAX_CHARS} chars).",
+    )
 
 
 class Lease(ApiModel):
+    """The worker running the current attempt, and until when."""
+
     worker: str = Field(description="Name of the worker holding the lease.")
     id: str = Field(description="Lease id; calls naming another id get 409.")
     holder: str | None = Field(
@@ -265,57 +276,90 @@ class Lease(ApiModel):
         "ServiceAccount user, with '/<pod>' when its token is bound to a pod); only it may "
         "heartbeat or complete the lease. Unset when the lease API does not authenticate.",
     )
-    expires_at: Timestamp
+    expires_at: Timestamp = Field(description="When the lease ends without a heartbeat.")
 
 
 class Progress(ApiModel):
-    percent: float | None = Field(default=None, ge=0, le=100)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
-    updated_at: Timestamp | None = None
+    """What the running handler last reported with ctx.progress()."""
+
+    percent: float | None = Field(default=None, ge=0, le=100, description="0 to 100.")
+    message: str | None = Field(
+        default=None, max_length=MESSAGE_MAX_CHARS, description="The handler's words."
+    )
+    updated_at: Timestamp | None = Field(default=None, description="When it was reported.")
 
 
 class Attempt(ApiModel):
     """One attempt in ``status.history``."""
 
-    attempt: int = Field(ge=1)
-    worker: str | None = None
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
-    outcome: AttemptOutcome
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
+    attempt: int = Field(ge=1, description="Its number, from 1.")
+    worker: str | None = Field(default=None, description="The worker that ran it.")
+    started_at: Timestamp | None = Field(default=None, description="When it was leased.")
+    finished_at: Timestamp | None = Field(default=None, description="When it ended.")
+    outcome: AttemptOutcome = Field(description="How it ended.")
+    message: str | None = Field(
+        default=None, max_length=MESSAGE_MAX_CHARS, description="Why, when it did not succeed."
+    )
 
 
 class TaskStatus(ApiModel):
     """Observed state, written only by the operator through the status subresource."""
 
-    phase: Phase = Field(default=Phase.PENDING)
+    phase: Phase = Field(
+        default=Phase.PENDING,
+        description="Pending, Waiting, Running, Succeeded, Dead or Cancelled.",
+    )
     reason: str | None = Field(default=None, description="Why the Task is in its phase.")
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_CHARS)
+    message: str | None = Field(
+        default=None, max_length=MESSAGE_MAX_CHARS, description="The reason, for people."
+    )
     attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
-    next_attempt_at: Timestamp | None = None
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
-    last_error: TaskError | None = None
+    next_attempt_at: Timestamp | None = Field(
+        default=None, description="When a Waiting Task becomes eligible again."
+    )
+    started_at: Timestamp | None = Field(default=None, description="When it was first leased.")
+    finished_at: Timestamp | None = Field(
+        default=None, description="When it became Succeeded, Dead or Cancelled."
+    )
+    last_error: TaskError | None = Field(
+        default=None, description="The error of the last failed attempt."
+    )
     result: Any | None = Field(
         default=None,
         description=f"The handler's return value; at most {RESULT_MAX_BYTES // 1024} KiB.",
     )
-    progress: Progress | None = None
-    lease: Lease | None = None
-    history: list[Attempt] | None = Field(default=None, max_length=HISTORY_LIMIT)
-    conditions: list[Condition] | None = Field(
+    progress: Progress | None = Field(
+        default=None, description="The running attempt's last progress report."
+    )
+    lease: Lease | None = Field(default=None, description="The current attempt's lease.")
+    history: list[Attempt] | None = Field(
         default=None,
+        max_length=HISTORY_LIMIT,
+        description=f"The last {HISTORY_LIMIT} attempts, oldest first.",
+    )
+    conditions: list[Condition] | None = Field(
+        description=(
+            "Complete and Failed, as a Job's; Ready, Reconciling and Stalled, as kstatus reads."
+        ),
+        # A Task nobody has written to yet is in progress (kstatus reads it so).
+        default_factory=lambda: _queued_conditions(),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The generation of the spec this status describes."
+    )
     observed_retry: str | None = Field(
         default=None, description=f"The last {RETRY_ANNOTATION} value acted upon."
     )
 
 
 class TaskTemplateMeta(ApiModel):
-    labels: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
+    """Labels and annotations given to each Task made from a template."""
+
+    labels: dict[str, str] | None = Field(default=None, description="Labels of each Task.")
+    annotations: dict[str, str] | None = Field(
+        default=None, description="Annotations of each Task."
+    )
 
 
 class Reason(enum.StrEnum):
@@ -347,3 +391,24 @@ class Reason(enum.StrEnum):
 #: when Dead. ``kubectl wait --for=condition=Complete task/NAME`` works.
 CONDITION_COMPLETE = "Complete"
 CONDITION_FAILED = "Failed"
+#: kstatus' conditions (Flux, cli-utils; Argo CD through the shipped health
+#: checks): ``Ready`` once Succeeded, ``Reconciling`` while on its way,
+#: ``Stalled`` when Dead. See :mod:`taskmill.dispatch.conditions`.
+CONDITION_READY = "Ready"
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
+
+
+def _queued_conditions() -> list[Condition]:
+    message = "waiting to be leased"
+    return [
+        Condition(
+            type=CONDITION_READY, status=ConditionStatus.FALSE, reason="Pending", message=message
+        ),
+        Condition(
+            type=CONDITION_RECONCILING,
+            status=ConditionStatus.TRUE,
+            reason="Pending",
+            message=message,
+        ),
+    ]

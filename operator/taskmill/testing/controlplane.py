@@ -729,7 +729,11 @@ class ControlPlane:
             _write_private(self.pki_dir / name, data)
 
     def _kubeconfig_document(
-        self, user: str, credentials: Mapping[str, str], namespace: str | None
+        self,
+        user: str,
+        credentials: Mapping[str, str],
+        namespace: str | None,
+        server: str | None = None,
     ) -> dict[str, Any]:
         context: dict[str, str] = {"cluster": "taskmill", "user": user}
         if namespace:
@@ -741,7 +745,7 @@ class ControlPlane:
                 {
                     "name": "taskmill",
                     "cluster": {
-                        "server": self.server,
+                        "server": server or self.server,
                         "certificate-authority-data": _b64(self.ca_path.read_bytes()),
                     },
                 }
@@ -758,11 +762,15 @@ class ControlPlane:
         *,
         token: str | None = None,
         namespace: str | None = None,
+        server: str | None = None,
     ) -> Path:
         """Write a self-contained kubeconfig for this API server to ``path``.
 
         With ``token`` (e.g. from :meth:`create_token`) it authenticates as
         that ServiceAccount, so RBAC applies; without, it is the admin's.
+        ``server`` reaches the API server another way (e.g. through a
+        :class:`~taskmill.testing.proxy.Proxy`); its certificate must still
+        name the address.
         """
         if token is not None:
             user, credentials = "token", {"token": token}
@@ -772,7 +780,7 @@ class ControlPlane:
                 "client-certificate-data": _b64(self.admin_cert_path.read_bytes()),
                 "client-key-data": _b64(self.admin_key_path.read_bytes()),
             }
-        document = self._kubeconfig_document(user, credentials, namespace)
+        document = self._kubeconfig_document(user, credentials, namespace, server)
         target = Path(path)
         _write_private(target, yaml.safe_dump(document, sort_keys=False).encode())
         return target

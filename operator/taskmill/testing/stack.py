@@ -123,15 +123,17 @@ def start_operator(
     extra_args: Sequence[str] = (),
     detached: bool = False,
     timeout: float = 60,
+    kubeconfig: Path | None = None,
 ) -> tuple[Process, str]:
-    """Start ``taskmill operator`` against the plane; returns it and its lease URL."""
+    """Start ``taskmill operator`` against the plane (through ``kubeconfig``
+    when given, else the plane's admin one); returns it and its lease URL."""
     port = port or free_ports(1)[0]
     process = spawn(
         "operator",
         taskmill_command(
             "operator",
             "--kubeconfig",
-            str(plane.kubeconfig),
+            str(kubeconfig or plane.kubeconfig),
             "--lease-host",
             "127.0.0.1",
             "--lease-port",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import traceback
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -26,6 +27,14 @@ from taskmill.worker.registry import HandlerSpec
 
 class Cancelled(Exception):
     """The Task was cancelled (or the lease lost) while the handler ran."""
+
+
+class HandlerExit(Exception):
+    """A handler raised an exception that is not an ``Exception`` (e.g. ``SystemExit``)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 async def call_handler(
@@ -41,7 +50,7 @@ async def call_handler(
         (leased.payload or {}, ctx) if spec.wants_context else (leased.payload or {},)
     )
     if spec.is_async:
-        work: asyncio.Future[Any] = asyncio.ensure_future(spec.func(*args))
+        work: asyncio.Future[Any] = asyncio.ensure_future(_contained(spec.func(*args)))
     else:
         work = asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
     cancelled = asyncio.ensure_future(cancel.wait())
@@ -79,7 +88,9 @@ async def call_handler(
         return _failure(
             leased, ReportedError(type="CancelledError", message="handler was cancelled")
         )
-    except Exception as exc:
+    except BaseException as exc:
+        # SystemExit and KeyboardInterrupt too: a handler's exit() ends its
+        # attempt, never the worker.
         return _failure(leased, _error(exc))
     try:
         orjson.dumps(result)
@@ -95,13 +106,41 @@ def _failure(leased: LeasedTask, error: ReportedError) -> CompleteRequest:
     return CompleteRequest(lease_id=leased.lease_id, outcome=Outcome.FAILED, error=error)
 
 
+async def _contained(handler: Coroutine[Any, Any, Any]) -> Any:
+    """Run an async handler so that whatever it raises stays in its result.
+
+    asyncio re-raises SystemExit and KeyboardInterrupt out of the event loop,
+    which would end the worker; here they become the attempt's error."""
+    try:
+        return await handler
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise HandlerExit(exc) from exc
+
+
 def _error(
     exc: BaseException, *, retryable: bool = True, retry_after: float | None = None
 ) -> ReportedError:
+    if isinstance(exc, HandlerExit):
+        exc = exc.cause
     return ReportedError(
         type=type(exc).__name__,
-        message=str(exc)[:4096],
-        traceback="".join(traceback.format_exception(exc))[-16384:],
+        message=_printable(_describe(exc))[:4096],
+        traceback=_printable("".join(traceback.format_exception(exc)))[-16384:],
         retryable=retryable,
         retry_after_seconds=retry_after,
     )
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot say what it is."""
+    try:
+        return str(exc)
+    except Exception as err:
+        return f"<{type(exc).__name__} could not be printed: {type(err).__name__}>"
+
+
+def _printable(text: str) -> str:
+    """Text that can travel as JSON: lone surrogates become ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")

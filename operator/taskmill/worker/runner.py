@@ -39,7 +39,9 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
@@ -56,6 +58,14 @@ from taskmill.worker.outbox import Outbox
 from taskmill.worker.registry import Registry
 
 log = logging.getLogger("taskmill.worker")
+
+#: Between lease calls that failed.
+LEASE_RETRY = BackoffPolicy(initial_seconds=0.4, factor=2, max_seconds=10, jitter=0)
+#: Between attempts to deliver an outcome the operator could not take.
+REPORT_RETRY = BackoffPolicy(initial_seconds=0.1, factor=2, max_seconds=5, jitter=0)
+#: How long a stopping worker keeps trying to deliver outcomes once its grace
+#: period is over (the chart's ``terminationMarginSeconds`` leaves room for it).
+REPORT_MARGIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ class Worker:
                 except LeaseApiError as exc:
                     errors += 1
                     self.metrics.lease_errors.inc()
-                    delay = min(10.0, 0.2 * 2**errors)
+                    delay = LEASE_RETRY.base_delay(errors)
                     log.warning("lease call failed (%s); retrying in %.1fs", exc, delay)
                     await self._sleep_or_stop(delay)
                     continue
@@ -283,6 +293,7 @@ class Worker:
         try:
             outcome = await call_handler(spec, leased, ctx, self._pool, cancel)
         except Cancelled:
+            beats.cancel()
             log.info("%s/%s: cancelled while running", leased.namespace, leased.name)
             self.metrics.finished(leased.type, "cancelled", time.monotonic() - started)
             return
@@ -292,23 +303,28 @@ class Worker:
             beats.cancel()
             await self._release(leased)
             return
-        finally:
-            beats.cancel()
+        except BaseException:
+            beats.cancel()  # never keep a lease alive for an attempt that is over
+            raise
         seconds = time.monotonic() - started
         self.metrics.finished(leased.type, _outcome_label(outcome), seconds)
         # The slot is free once the handler is done: the outcome is delivered
         # in the background. The operator answers a completion only after the
         # Task's status is written, and a slot held for that write would
         # leave the worker idle for a round trip to the API server per Task.
-        # The lease stays ours until the outcome lands, so a worker that dies
-        # now loses nothing: the lease expires and the Task is retried.
-        report = asyncio.create_task(self._deliver(outcome), name=f"report-{leased.name}")
+        # The lease stays ours until the outcome lands (heartbeats go on until
+        # then), so a worker that dies now loses nothing: the lease expires
+        # and the Task is retried.
+        report = asyncio.create_task(self._deliver(outcome, beats), name=f"report-{leased.name}")
         self._reports.add(report)
         report.add_done_callback(self._reports.discard)
 
-    async def _deliver(self, outcome: CompleteRequest) -> None:
-        if await self._report(outcome):
-            self.completed += 1
+    async def _deliver(self, outcome: CompleteRequest, beats: asyncio.Task[None]) -> None:
+        try:
+            if await self._report(outcome, lease_lost=beats):
+                self.completed += 1
+        finally:
+            beats.cancel()
 
     async def _heartbeats(
         self, leased: LeasedTask, cancel: asyncio.Event, progress: _ProgressBuffer
@@ -332,16 +348,26 @@ class Worker:
                 cancel.set()
                 return
 
-    async def _report(self, request: CompleteRequest) -> bool:
-        """Deliver the outcome; retry a while if the operator is unreachable.
-        Returns whether the operator took it."""
-        for attempt in range(8):
+    async def _report(
+        self, request: CompleteRequest, *, lease_lost: asyncio.Future[None] | None = None
+    ) -> bool:
+        """Deliver the outcome, however long the operator (or its API server)
+        is away: finished work is given up only when it is certain the lease
+        is gone — the operator says so (409), or ``lease_lost`` (the attempt's
+        heartbeats, which end on a 409) completes — or when a stopping worker
+        runs out of time (:meth:`_drain`). Returns whether the operator took it."""
+        failures = 0
+        while True:
             try:
                 answer = await self.outbox.deliver(request)
                 if answer.error == "LeaseConflict":
                     raise LeaseLost(request.lease_id)
                 if answer.error is not None:
                     raise LeaseApiError(f"the operator could not take the outcome: {answer.error}")
+                if failures:
+                    log.info(
+                        "outcome of lease %s delivered after %d retries", request.lease_id, failures
+                    )
                 return True
             except LeaseLost:
                 log.warning(
@@ -350,19 +376,52 @@ class Worker:
                 return False
             except LeaseApiError as exc:
                 self.metrics.lease_errors.inc()
-                delay = min(5.0, 0.1 * 2**attempt)
-                log.warning("complete failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-        log.error("gave up reporting lease %s; its lease will expire", request.lease_id)
-        return False
+                failures += 1
+                delay = REPORT_RETRY.base_delay(failures)
+                # One line when delivery starts failing, then one a minute.
+                if failures == 1 or failures % max(1, int(60 / REPORT_RETRY.max_seconds)) == 0:
+                    log.warning(
+                        "outcome of lease %s not delivered (%s); retrying every %.0fs at most",
+                        request.lease_id,
+                        exc,
+                        REPORT_RETRY.max_seconds,
+                    )
+            if lease_lost is not None and lease_lost.done():
+                log.warning(
+                    "outcome of lease %s dropped: its heartbeats say the lease is gone",
+                    request.lease_id,
+                )
+                return False
+            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(asyncio.sleep(delay))}
+            if lease_lost is not None:
+                waits.add(lease_lost)
+            _, pending = await asyncio.wait(waits, return_when="FIRST_COMPLETED")
+            for waiting in pending:
+                if waiting is not lease_lost:
+                    waiting.cancel()
 
     async def _drain(self) -> None:
         await self._drain_running()
+        if not self._reports:
+            return
+        # Outcomes keep being delivered past the grace period, for a bounded
+        # time: the pod's termination grace leaves a margin for them.
+        limit = max(self._grace_left(), REPORT_MARGIN_SECONDS)
+        log.info("delivering %d outcomes (up to %.0fs)", len(self._reports), limit)
+        deadline = time.monotonic() + limit
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        while self._reports and not hurry.done() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait({hurry, *self._reports}, timeout=left, return_when="FIRST_COMPLETED")
+        hurry.cancel()
         if self._reports:
-            # Outcomes are delivered whatever the grace period: each gives up
-            # on its own after its retries (about 20 s of an absent operator).
-            log.info("delivering %d outcomes", len(self._reports))
-            await asyncio.wait(set(self._reports))
+            log.error(
+                "stopping with %d outcomes undelivered: their leases will expire and the "
+                "Tasks run again",
+                len(self._reports),
+            )
+            for report in list(self._reports):
+                report.cancel()
+            await asyncio.wait(set(self._reports), timeout=5)
 
     async def _drain_running(self) -> None:
         if not self._running:

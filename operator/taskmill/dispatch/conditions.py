@@ -1,0 +1,81 @@
+"""A Task's conditions, decided by its phase: what ``kubectl wait`` and
+GitOps tools read.
+
+Two families, both kept on every write (never a write of their own):
+
+- Job's: ``Complete`` when Succeeded, ``Failed`` when Dead, so
+  ``kubectl wait --for=condition=Complete`` works as for a Job;
+- kstatus' (Flux, cli-utils, Argo CD through the shipped health checks):
+  ``Reconciling`` while the Task is on its way (Pending, Waiting, Running:
+  "in progress"), ``Stalled`` when it is Dead (a failure that needs a
+  person: "failed"), and ``Ready``, True only once it Succeeded.
+
+A Cancelled Task is ``Ready=False`` with neither of the others: it ended
+as someone asked, which is neither progress nor failure. A new Task gets
+``Reconciling`` and ``Ready=False`` from the CRD's status default, so it
+reads as in progress before the operator has written anything.
+
+Transition times change only when a condition's status does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from taskmill.dispatch.clock import to_datetime
+from taskmill.models.base import Condition, ConditionStatus
+from taskmill.models.task import (
+    CONDITION_COMPLETE,
+    CONDITION_FAILED,
+    CONDITION_READY,
+    CONDITION_RECONCILING,
+    CONDITION_STALLED,
+    Phase,
+    TaskStatus,
+)
+
+_TRUE, _FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
+
+
+def for_phase(
+    status: TaskStatus | None, phase: Phase, reason: str, message: str, now: float
+) -> list[dict[str, Any]]:
+    """The whole ``status.conditions`` list of a Task entering ``phase``."""
+    reason = reason or phase.value
+    wanted: list[tuple[str, ConditionStatus]]
+    if phase == Phase.SUCCEEDED:
+        wanted = [(CONDITION_READY, _TRUE), (CONDITION_COMPLETE, _TRUE)]
+    elif phase == Phase.DEAD:
+        wanted = [(CONDITION_READY, _FALSE), (CONDITION_STALLED, _TRUE), (CONDITION_FAILED, _TRUE)]
+    elif phase == Phase.CANCELLED:
+        wanted = [(CONDITION_READY, _FALSE)]
+    else:
+        wanted = [(CONDITION_READY, _FALSE), (CONDITION_RECONCILING, _TRUE)]
+    previous = {c.type: c for c in (status.conditions or [])} if status else {}
+    return [
+        _dump(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=_since(previous.get(type_), value, now),
+            )
+        )
+        for type_, value in wanted
+    ]
+
+
+def _since(previous: Condition | None, value: ConditionStatus, now: float) -> dt.datetime:
+    if previous is not None and previous.status == value and previous.last_transition_time:
+        return previous.last_transition_time
+    return to_datetime(now)
+
+
+def _dump(condition: Condition) -> dict[str, Any]:
+    data = condition.to_api()
+    if condition.last_transition_time is not None:
+        # metav1.Condition keeps whole seconds.
+        data["lastTransitionTime"] = condition.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return data
