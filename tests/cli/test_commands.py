@@ -244,6 +244,219 @@ def test_the_kubectl_plugin_has_the_user_commands() -> None:
     script = Path(sys.executable).parent / "kubectl-taskmill"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
 
-    for command in ("submit", "get", "list", "describe", "cancel", "dlq", "stats", "top"):
+    for command in (
+        "submit",
+        "get",
+        "list",
+        "describe",
+        "cancel",
+        "dlq",
+        "stats",
+        "top",
+        "version",
+    ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
-    assert "operator" not in result.stdout
+    # Not the long-running commands, nor `completion` (kubectl completes the plugin itself).
+    for command in ("operator", "worker", "dev", "completion"):
+        assert not re.search(rf"^\s+{command}\s", result.stdout, re.M), command
+
+
+def test_get_jsonpath_custom_columns_and_no_headers(
+    crds: ControlPlane, worker: str, namespace: str
+) -> None:
+    run(crds, namespace, "submit", "echo", '{"n": 1}', "--name", "j1", "--label", "team=x")
+    run(crds, namespace, "submit", "fail", "{}", "--name", "j2", "--max-attempts", "1")
+    wait_phase(crds, namespace, "j1", "Succeeded")
+    wait_phase(crds, namespace, "j2", "Dead")
+
+    names = run(crds, namespace, "get", "-o", "jsonpath={.items[*].metadata.name}")
+    ranged = run(
+        crds,
+        namespace,
+        "get",
+        "-o",
+        'jsonpath={range .items[*]}{.metadata.name}{"\\t"}{.status.phase}{"\\n"}{end}',
+    )
+    dead = run(
+        crds, namespace, "get", "-o", 'jsonpath={.items[?(@.status.phase=="Dead")].metadata.name}'
+    )
+    one = run(crds, namespace, "get", "j1", "-o", "jsonpath={.status.result.n}")
+    columns = run(
+        crds,
+        namespace,
+        "get",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,TEAM:.metadata.labels.team,"
+        "RESULT:{.status.result}",
+    )
+    bare = run(crds, namespace, "get", "--no-headers")
+    bad = run(crds, namespace, "get", "-o", "jsonpath={.items")
+
+    assert names.stdout == "j1 j2"  # as kubectl: no newline added
+    assert ranged.stdout == "j1\tSucceeded\nj2\tDead\n"
+    assert dead.stdout == "j2"
+    assert one.stdout == "1"
+    golden("get-custom-columns.txt", columns.stdout)
+    assert [line.split()[:3] for line in bare.stdout.splitlines()] == [
+        ["j1", "echo", "Succeeded"],
+        ["j2", "fail", "Dead"],
+    ]
+    assert bad.exit_code == 2
+    assert "unclosed action" in bad.stderr
+
+
+def test_cancel_by_selector_or_all_and_describe_of_several(
+    crds: ControlPlane, namespace: str
+) -> None:
+    # No worker runs these: they stay unfinished until cancelled.
+    for name, team in (("c1", "x"), ("c2", "x"), ("c3", "y"), ("c4", "y")):
+        run(
+            crds,
+            namespace,
+            "submit",
+            "nobody-handles-this",
+            "{}",
+            "--name",
+            name,
+            "--label",
+            f"team={team}",
+        )
+
+    selected = run(crds, namespace, "cancel", "-l", "team=x")
+    again = run(crds, namespace, "cancel", "-l", "team=x")
+    both = run(crds, namespace, "cancel", "c3", "-l", "team=y")
+    neither = run(crds, namespace, "cancel")
+    everything = run(crds, namespace, "cancel", "--all")
+    for name in ("c1", "c2", "c3", "c4"):
+        wait_phase(crds, namespace, name, "Cancelled")
+    described = run(crds, namespace, "describe", "c1", "c4", "missing")
+    by_label = run(crds, namespace, "describe", "-l", "team=y")
+
+    assert selected.stdout == "task.taskmill.dev/c1 cancelled\ntask.taskmill.dev/c2 cancelled\n"
+    # Cancelled Tasks are finished: a second cancel finds nothing to do.
+    assert again.exit_code == 0
+    assert again.stderr == "No unfinished Tasks found.\n"
+    assert both.exit_code == 2
+    assert neither.exit_code == 2
+    assert everything.stdout == "task.taskmill.dev/c3 cancelled\ntask.taskmill.dev/c4 cancelled\n"
+    assert described.exit_code == 1
+    assert described.stderr == 'error: tasks.taskmill.dev "missing" not found\n'
+    assert re.findall(r"^Name: +(\S+)", described.stdout, re.M) == ["c1", "c4"]
+    assert "\n\nName:" in described.stdout  # one blank line between Tasks
+    assert re.findall(r"^Name: +(\S+)", by_label.stdout, re.M) == ["c3", "c4"]
+
+
+def operator_deployment(name: str, image: str) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "taskmill",
+        "app.kubernetes.io/part-of": "taskmill",
+        "app.kubernetes.io/component": "operator",
+        "app.kubernetes.io/version": "0.1.0",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "image": "busybox:1"},
+                        {"name": "operator", "image": image},
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_version_reads_the_operator_deployment(
+    crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    before = run(crds, namespace, "version")
+    created = crds.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        operator_deployment("taskmill-operator", "ghcr.io/taskmill/taskmill:0.1.0-rc1"),
+    )
+    assert created.status == 201, created.text
+    here = run(crds, namespace, "version")
+    as_json = run(crds, namespace, "version", "-o", "json")
+    everywhere = run(crds, None, "version")
+    client_only = run(crds, namespace, "version", "--client")
+    # A user who may list Deployments in their namespace only, and one who may not at all.
+    for account in ("viewer", "nobody"):
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}}
+        assert (
+            crds.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", sa).status
+            == 201
+        )
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "see-deployments"},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "viewer"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "see-deployments",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}],
+    }
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    assert crds.request("POST", f"{rbac}/roles", role).status == 201
+    assert crds.request("POST", f"{rbac}/rolebindings", binding).status == 201
+    viewer = crds.write_kubeconfig(
+        tmp_path / "viewer", token=crds.create_token("viewer", namespace), namespace=namespace
+    )
+    nobody = crds.write_kubeconfig(
+        tmp_path / "nobody", token=crds.create_token("nobody", namespace), namespace=namespace
+    )
+    offline = crds.write_kubeconfig(tmp_path / "offline", server="https://127.0.0.1:1")
+    as_viewer = CliRunner().invoke(plugin, ["version", "--kubeconfig", str(viewer)])
+    as_nobody = CliRunner().invoke(plugin, ["version", "--kubeconfig", str(nobody)])
+    unreachable = CliRunner().invoke(plugin, ["version", "--kubeconfig", str(offline)])
+
+    line = (
+        f"Operator Version: 0.1.0 (deployment {namespace}/taskmill-operator, "
+        "image ghcr.io/taskmill/taskmill:0.1.0-rc1, 0/2 ready)"
+    )
+    assert before.exit_code == 0, before.output
+    assert before.stdout == (
+        f"Client Version: {taskmill.__version__}\n"
+        "Operator Version: not found (no Deployment labelled app.kubernetes.io/part-of=taskmill,"
+        f"app.kubernetes.io/component=operator in namespace {namespace})\n"
+    )
+    assert here.stdout == f"Client Version: {taskmill.__version__}\n{line}\n"
+    assert json.loads(as_json.stdout) == {
+        "clientVersion": taskmill.__version__,
+        "operators": [
+            {
+                "namespace": namespace,
+                "name": "taskmill-operator",
+                "version": "0.1.0",
+                "image": "ghcr.io/taskmill/taskmill:0.1.0-rc1",
+                "readyReplicas": 0,
+                "replicas": 2,
+            }
+        ],
+    }
+    assert line in everywhere.stdout.splitlines()
+    assert client_only.stdout == f"Client Version: {taskmill.__version__}\n"
+    assert as_viewer.exit_code == 0, as_viewer.output
+    assert as_viewer.stdout.splitlines()[1:] == [line]  # found in the context's namespace
+    assert as_nobody.exit_code == 0, as_nobody.output
+    assert as_nobody.stdout.splitlines()[1].startswith(
+        "Operator Version: unknown (not allowed to list Deployments: "
+    )
+    assert unreachable.exit_code == 1
+    assert unreachable.stdout == f"Client Version: {taskmill.__version__}\n"
+    assert unreachable.stderr.startswith("error: cannot reach the API server")

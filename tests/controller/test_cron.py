@@ -267,7 +267,13 @@ async def test_forbid_skips_the_slot_while_a_child_is_active() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "zone", "reason"),
-    [("61 * * * *", None, "InvalidSchedule"), ("@daily", "Nowhere/Atlantis", "InvalidTimeZone")],
+    [
+        ("61 * * * *", None, "InvalidSchedule"),
+        ("30-10 * * * *", None, "InvalidSchedule"),
+        ("0 0 30 2 *", None, "InvalidSchedule"),
+        ("@every 8785h", None, "InvalidSchedule"),
+        ("@daily", "Nowhere/Atlantis", "InvalidTimeZone"),
+    ],
 )
 async def test_a_bad_schedule_is_a_condition_and_one_warning(
     schedule: str, zone: str | None, reason: str
@@ -292,4 +298,42 @@ async def test_a_bad_schedule_is_a_condition_and_one_warning(
     )
     assert [e["reason"] for e in api.events] == [reason]
     assert len(api.status_patches) == writes == 1
+    assert api.creates == []
+
+
+async def test_a_stored_schedule_the_crd_now_refuses_still_gets_its_condition() -> None:
+    # Applied before the CRD checked field ranges: the model's pattern fails,
+    # the parser says why, and the CronTask is not silently dropped.
+    api = FakeApi(crontask("60 * * * *"))
+
+    _, task = await running(api)
+    await until(lambda: bool(api.crontask["status"].get("conditions")))
+    await settle()
+    await stop(task)
+
+    condition = api.crontask["status"]["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidSchedule")
+    assert "minute" in condition["message"]
+    assert api.creates == []
+
+
+async def test_a_schedule_that_cannot_be_computed_is_a_condition_and_one_warning() -> None:
+    # A last slot near the end of the calendar: no next slot can be computed.
+    api = FakeApi(crontask("0 0 1 1 *", status={"lastScheduleTime": "9999-06-01T00:00:00Z"}))
+
+    controller, task = await running(api)
+    await until(lambda: bool(api.crontask["status"].get("conditions")))
+    await settle()
+    controller.observe("MODIFIED", copy.deepcopy(api.crontask))
+    await settle()
+    await stop(task)
+
+    condition = api.crontask["status"]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "ScheduleValid",
+        "False",
+        "ScheduleNotComputable",
+    )
+    assert [e["reason"] for e in api.events] == ["ScheduleNotComputable"]
+    assert "nextScheduleTime" not in api.crontask["status"]
     assert api.creates == []

@@ -155,3 +155,107 @@ async def test_a_restarted_process_knows_every_child_before_it_fires(
 
         assert (await client.get(path("tasks", namespace)))["items"] == []
         assert [a["name"] for a in status.get("active", [])] == ["solo-running"], status
+
+
+async def test_a_wedged_process_is_killed_and_started_again(
+    lone_plane: ControlPlane, lone_namespace: str
+) -> None:
+    namespace = lone_namespace
+    config = kubeconfig.load(lone_plane.kubeconfig)
+    async with KubeClient(config) as client:
+        crontask = await client.create(path("crontasks", namespace), every_second("tick"))
+        children: set[str] = set()
+
+        async def count_children() -> None:
+            while True:
+                items = (await client.get(path("tasks", namespace)))["items"]
+                children.update(item["metadata"]["name"] for item in items)
+                await asyncio.sleep(0.1)
+
+        cron = CronProcess(
+            config,
+            max_connections=4,
+            events_per_second=5,
+            component="test",
+            heartbeat_seconds=0.2,
+            heartbeat_timeout_seconds=2.0,
+        )
+        cron.observe("ADDED", crontask)
+        running = asyncio.create_task(cron.run())
+        counting = asyncio.create_task(count_children())
+        try:
+            await until(lambda: children, "a first child")
+            first = cron.pid
+            assert first is not None
+            # Its event loop stops turning but the process lives, as with a
+            # computation that never returns: only the heartbeat can tell.
+            os.kill(first, signal.SIGSTOP)
+            stopped_at = len(children)
+            await until(lambda: cron.pid not in (None, first), "a new process", limit=30)
+            assert cron.unresponsive_kills == 1
+            assert not alive(first)
+            await until(lambda: len(children) >= stopped_at + 2, "children from the new process")
+            # A healthy process is left alone: heartbeats go on being answered.
+            second = cron.pid
+            await until(lambda: len(children) >= stopped_at + 5, "more children")
+            assert cron.pid == second
+            assert cron.unresponsive_kills == 1
+        finally:
+            counting.cancel()
+            running.cancel()
+            await asyncio.gather(counting, running, return_exceptions=True)
+
+
+async def test_a_schedule_that_cannot_be_computed_stops_only_its_own_crontask(
+    lone_plane: ControlPlane, lone_namespace: str
+) -> None:
+    namespace = lone_namespace
+    config = kubeconfig.load(lone_plane.kubeconfig)
+    async with KubeClient(config) as client:
+        good = await client.create(path("crontasks", namespace), every_second("good"))
+        manifest = every_second("stuck")
+        manifest["spec"]["schedule"] = "0 0 1 1 *"
+        await client.create(path("crontasks", namespace), manifest)
+        # Its last slot near the end of the calendar: the next cannot be computed.
+        stuck = await client.merge_patch(
+            path("crontasks", namespace, "stuck", "status"),
+            {"status": {"lastScheduleTime": "9999-06-01T00:00:00Z"}},
+        )
+
+        cron = CronProcess(config, max_connections=4, events_per_second=5, component="test")
+        cron.observe("ADDED", stuck)
+        cron.observe("ADDED", good)
+        running = asyncio.create_task(cron.run())
+        state: dict[str, Any] = {}
+
+        async def poll() -> None:
+            while True:
+                got = await client.get(path("crontasks", namespace, "stuck"))
+                state["conditions"] = (got.get("status") or {}).get("conditions") or []
+                events = await client.get(path("events", namespace, group="", version="v1"))
+                state["reasons"] = [
+                    e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "stuck"
+                ]
+                tasks = (await client.get(path("tasks", namespace)))["items"]
+                state["children"] = {t["metadata"]["name"] for t in tasks}
+                await asyncio.sleep(0.1)
+
+        polling = asyncio.create_task(poll())
+        try:
+            await until(
+                lambda: any(
+                    c["reason"] == "ScheduleNotComputable" and c["status"] == "False"
+                    for c in state.get("conditions", [])
+                ),
+                "ScheduleValid=False on the stuck CronTask",
+            )
+            await until(
+                lambda: "ScheduleNotComputable" in state.get("reasons", []), "a Warning Event"
+            )
+            seen = len(state["children"])
+            await until(lambda: len(state["children"]) >= seen + 2, "the good one firing on")
+            assert all(name.startswith("good-") for name in state["children"])
+        finally:
+            polling.cancel()
+            running.cancel()
+            await asyncio.gather(polling, running, return_exceptions=True)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 GROUP = "taskmill.dev"
+CRONTASK_NIGHTLY = "crontasks.taskmill.dev/nightly"
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +187,29 @@ def test_task_without_type_is_refused(control_plane: ControlPlane, ns: str) -> N
     [
         ("*/5 9-17 * * MON-FRI", True),
         ("@daily", True),
+        ("@DAILY", True),
+        ("@Hourly", True),
         ("@every 1h30m", True),
+        ("@every 45s", True),
+        ("0 0 L * *", True),
+        ("59 23 31 12 7", True),
+        ("0 0 * * mon/2", True),
         ("* * * *", False),
         ("0 * * * * *", False),
         ("@every 30", False),
         ("@sometimes", False),
+        # out of range or a zero step: refused like a CronJob's
+        ("60 * * * *", False),
+        ("* 24 * * *", False),
+        ("* * 32 * *", False),
+        ("* * 0 * *", False),
+        ("*/0 * * * *", False),
+        ("* * * 13 *", False),
+        ("* * * * 8", False),
+        ("@every 0.5s", False),
+        ("@every 500ms", False),
+        ("@every 0s", False),
+        ("@every 5d", False),
     ],
 )
 def test_crontask_schedule_is_checked_at_apply_time(
@@ -201,6 +220,11 @@ def test_crontask_schedule_is_checked_at_apply_time(
     assert (result.returncode == 0) is accepted, result.stderr
     if not accepted:
         assert "spec.schedule" in result.stderr
+        assert "must be 5 cron fields" in result.stderr
+        absent = control_plane.kubectl("get", "-n", ns, CRONTASK_NIGHTLY, check=False)
+        assert absent.returncode != 0
+    else:
+        control_plane.kubectl("delete", "-n", ns, CRONTASK_NIGHTLY)
 
 
 def test_crontask_defaults(control_plane: ControlPlane, ns: str) -> None:

@@ -301,15 +301,23 @@ def test_history_limits_prune_the_oldest_finished_children(
     assert "lastSuccessfulTime" in get_crontask(crds, namespace, "good")["status"]
 
 
-def test_an_invalid_schedule_is_refused_at_apply_time(crds: ControlPlane, namespace: str) -> None:
+@pytest.mark.parametrize("schedule", ["every tuesday", "61 * * * *", "* * * * 8", "@every 0.5s"])
+def test_an_invalid_schedule_is_refused_at_apply_time(
+    crds: ControlPlane, namespace: str, schedule: str
+) -> None:
     with pytest.raises(KubectlError) as refused:
-        apply(crds, namespace, crontask("nonsense", "every tuesday"))
+        apply(crds, namespace, crontask("nonsense", schedule))
     assert "spec.schedule" in str(refused.value)
 
 
 @pytest.mark.parametrize(
     ("schedule", "zone", "reason"),
-    [("61 * * * *", None, "InvalidSchedule"), ("@daily", "Mars/Olympus_Mons", "InvalidTimeZone")],
+    [
+        # What the CRD cannot tell: the operator refuses it.
+        ("30-10 * * * *", None, "InvalidSchedule"),
+        ("0 0 30 2 *", None, "InvalidSchedule"),
+        ("@daily", "Mars/Olympus_Mons", "InvalidTimeZone"),
+    ],
 )
 def test_a_bad_schedule_or_zone_is_a_condition_and_a_warning(
     crds: ControlPlane, operator: str, namespace: str, schedule: str, zone: str | None, reason: str

@@ -52,6 +52,11 @@ def test_dev_up_runs_the_examples_and_dev_down_stops_everything(tmp_path: Path) 
             plane.kubectl("get", "tasks.taskmill.dev/echo-hello", "-o", "json").stdout
         )
         assert echo["status"]["result"] == {"greeting": "hello from Taskmill"}
+        # The payloadFrom admission policy is in force, as the chart installs it.
+        policy = json.loads(
+            plane.kubectl("get", "validatingadmissionpolicybinding", "-o", "json").stdout
+        )
+        assert [b["spec"]["policyName"] for b in policy["items"]] == ["taskmill-payloadfrom"]
 
         again = taskmill("dev", "up", "--detach", env=env)
         assert again.returncode != 0

@@ -28,6 +28,8 @@ def test_default_render_has_every_component() -> None:
         "RoleBinding",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     } <= kinds
     assert not find(docs, "ServiceMonitor")
     assert not find(docs, "ResourceQuota")
@@ -212,3 +214,44 @@ def test_operator_rollouts_and_drains_cannot_deadlock_on_not_ready_standbys() ->
     enabled = render("operator.podDisruptionBudget.enabled=true")
     budget = one(enabled, "PodDisruptionBudget", "tm-taskmill-operator")
     assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_payload_from_policy_renders_with_its_binding_and_can_be_turned_off() -> None:
+    from taskmill.crdgen.admission import render_policy
+
+    docs = render()
+    name = "tm-taskmill-taskmill-payloadfrom"
+    policy = one(docs, "ValidatingAdmissionPolicy", name)
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", name)
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+    assert policy["metadata"]["labels"]["app.kubernetes.io/instance"] == "tm"
+    # The rules are exactly the ones `taskmill dev` applies.
+    assert policy["spec"] == render_policy()[0]["spec"]
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    assert "resource('secrets')" in checks
+    assert "resource('configmaps')" in checks
+    assert "check('get').allowed()" in checks
+    assert set(policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"]) == {
+        "CREATE",
+        "UPDATE",
+    }
+    off = render("admission.payloadFrom=false")
+    assert not find(off, "ValidatingAdmissionPolicy")
+    assert not find(off, "ValidatingAdmissionPolicyBinding")
+
+
+def test_namespaced_scope_reads_configmaps_and_secrets_only_where_it_serves() -> None:
+    docs = render("rbac.scope=namespaced", "rbac.namespaces={team-a,team-b}")
+    readers = {
+        (doc["kind"], doc["metadata"].get("namespace"))
+        for doc in find(docs, "Role") + find(docs, "ClusterRole")
+        for rule in doc["rules"]
+        if {"secrets", "configmaps"} & set(rule["resources"])
+    }
+    assert readers == {("Role", "team-a"), ("Role", "team-b")}
+    # Without payloadFrom, none at all.
+    docs = render("rbac.scope=namespaced", "rbac.payloadFrom=false")
+    for doc in find(docs, "Role") + find(docs, "ClusterRole"):
+        for rule in doc["rules"]:
+            assert not {"secrets", "configmaps"} & set(rule["resources"]), doc["metadata"]

@@ -2,8 +2,9 @@
 
 ``dev up`` starts a real kube-apiserver, etcd and kube-controller-manager on
 loopback (built on first use; see :mod:`taskmill.testing.assets`), installs
-the CRDs, runs the operator and a worker loaded with the example handlers,
-and applies the example manifests. In the foreground it streams the logs and
+the CRDs and the ``payloadFrom`` admission policy (as the chart does), runs
+the operator and a worker loaded with the example handlers, and applies the
+example manifests. In the foreground it streams the logs and
 tears everything down on Ctrl-C; with ``--detach`` it returns once all is
 ready and ``dev down`` stops it. State lives in one directory
 (``$TASKMILL_DEV_DIR``, default ``~/.cache/taskmill/dev``).
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from taskmill.cli.kubeopts import CommandError
 
 STATE = "dev.json"
 
@@ -77,9 +80,22 @@ def _running(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+#: What the ``testing`` extra brings that ``taskmill dev`` imports.
+TESTING_EXTRA_MODULES = ("cryptography",)
+INSTALL_HINT = "pip install 'taskmill[testing]'"
+
+
 @click.group()
 def dev() -> None:
-    """A local control plane with Taskmill running on it."""
+    """A local control plane with Taskmill running on it (needs the testing extra)."""
+    try:
+        import taskmill.testing.stack  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TESTING_EXTRA_MODULES:
+            raise
+        raise CommandError(
+            f"taskmill dev needs the testing extra ({exc.name} is not installed): {INSTALL_HINT}"
+        ) from None
 
 
 @dev.command()
@@ -93,8 +109,14 @@ def dev() -> None:
 @click.option("--concurrency", default=4, show_default=True, help="Worker slots.")
 def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     """Start a control plane, the operator, a worker and the examples."""
+    from taskmill.testing.assets import AssetError
     from taskmill.testing.controlplane import ControlPlane
-    from taskmill.testing.stack import install_crds, start_operator, start_worker
+    from taskmill.testing.stack import (
+        install_admission,
+        install_crds,
+        start_operator,
+        start_worker,
+    )
 
     directory = dev_dir()
     running = _running(directory)
@@ -114,10 +136,14 @@ def up(detach: bool, examples_dir: Path | None, concurrency: int) -> None:
     plane = ControlPlane(directory / "controlplane", detached=detach)
     processes = []
     try:
-        plane.start()
+        try:
+            plane.start()
+        except AssetError as exc:  # e.g. no kubectl: the message says what to install
+            raise CommandError(str(exc)) from None
         say(f"control plane ready at {plane.server} ({time.monotonic() - started:.0f}s)")
         install_crds(plane)
-        say("CRDs installed")
+        install_admission(plane)
+        say("CRDs and the payloadFrom admission policy installed")
         operator, lease_url = start_operator(plane, directory / "operator.log", detached=detach)
         processes.append(operator)
         worker = start_worker(

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from taskmill.cli import output as out
+from taskmill.cli.completion import complete_dead_task_names
 from taskmill.cli.kubeopts import (
     CommandError,
     all_namespaces_option,
@@ -84,7 +85,7 @@ def dlq_list(
 
 
 @dlq.command("retry")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_dead_task_names)
 @click.option("--all", "all_dead", is_flag=True, help="Retry every Dead Task (narrow it with -l).")
 @selector_option
 @all_namespaces_option

@@ -10,10 +10,14 @@ Exit codes: 0 done, 1 an error (API refusal, missing Task, a Dead Task for
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from taskmill.cli.completion import complete_namespaces
 
 if TYPE_CHECKING:
     from taskmill.client.sync import Client
@@ -35,7 +39,11 @@ def connection_options(func: F) -> F:
         help="Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
     )(func)
     func = click.option(
-        "-n", "--namespace", default=None, help="Namespace (default: the context's)."
+        "-n",
+        "--namespace",
+        default=None,
+        shell_complete=complete_namespaces,
+        help="Namespace (default: the context's).",
     )(func)
     return func
 
@@ -83,6 +91,12 @@ def user_errors(func: F) -> F:
             raise CommandError(exc.message or str(exc)) from None
         except (TaskmillError, ConfigError) as exc:
             raise CommandError(str(exc)) from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as kubectl does.
+            # Python would report the broken pipe again when it flushes at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except (aiohttp.ClientError, OSError) as exc:
             raise CommandError(f"cannot reach the API server: {exc}") from None
 

@@ -7,8 +7,10 @@ import click
 
 import taskmill
 from taskmill.cli import dlq, stats, tasks, top
+from taskmill.cli.completion import completion
 from taskmill.cli.dev import dev
 from taskmill.cli.runtime import operator_command, worker_command
+from taskmill.cli.version import version
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +28,8 @@ def plugin() -> None:
 cli.add_command(operator_command)
 cli.add_command(worker_command)
 cli.add_command(dev)
+# `kubectl taskmill` is completed by kubectl, through kubectl_complete-taskmill.
+cli.add_command(completion)
 
 # The user commands: the same set under `taskmill` and `kubectl taskmill`.
 for _group in (cli, plugin):
@@ -37,6 +41,7 @@ for _group in (cli, plugin):
     _group.add_command(dlq.dlq)
     _group.add_command(stats.stats)
     _group.add_command(top.top)
+    _group.add_command(version)
 
 
 def main() -> None:

@@ -1,15 +1,20 @@
 """Printing Tasks the kubectl way: tables (default and ``-o wide``),
 ``-o json``/``yaml`` of the objects as the API server returned them (one
-object, or a ``List``), ``-o name`` (``task.taskmill.dev/NAME``)."""
+object, or a ``List``), ``-o name`` (``task.taskmill.dev/NAME``),
+``-o jsonpath=...`` and ``-o custom-columns=...`` (see
+:mod:`taskmill.cli.formats`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from taskmill.cli.formats import Format
 
 RESOURCE = "task.taskmill.dev"
 
@@ -42,16 +47,24 @@ def duration(start: str | None, end: str | None) -> str:
     return f"{(b - a).total_seconds():.3f}s"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, show_headers: bool = True
+) -> str:
     """Columns padded like kubectl's: at least three spaces apart."""
-    widths = [len(h) for h in headers]
+    lines = [list(headers), *rows] if show_headers else list(rows)
+    widths = column_widths(lines, len(headers))
+    return "\n".join(pad_row(row, widths) for row in lines)
+
+
+def column_widths(rows: Sequence[Sequence[str]], count: int) -> list[int]:
+    widths = [0] * count
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = []
-    for row in [list(headers), *rows]:
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
-        lines.append("   ".join(cells).rstrip())
-    return "\n".join(lines)
+    return widths
+
+
+def pad_row(row: Sequence[str], widths: Sequence[int]) -> str:
+    return "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
 
 
 def status_of(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,12 +97,9 @@ TASK_HEADERS = ["NAME", "TYPE", "PHASE", "ATTEMPTS", "REASON", "AGE"]
 WIDE_HEADERS = ["QUEUE", "PRIORITY", "WORKER", "MESSAGE"]
 
 
-def task_table(items: Sequence[Mapping[str, Any]], *, wide: bool, with_namespace: bool) -> str:
+def task_headers(*, wide: bool, with_namespace: bool) -> list[str]:
     headers = (["NAMESPACE"] if with_namespace else []) + TASK_HEADERS
-    if wide:
-        headers += WIDE_HEADERS
-    rows = [task_row(o, wide=wide, with_namespace=with_namespace) for o in items]
-    return table(headers, rows)
+    return headers + WIDE_HEADERS if wide else headers
 
 
 def dump(value: Any, fmt: str) -> str:
@@ -104,23 +114,45 @@ def as_list(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": list(items), "metadata": {}}
 
 
+def as_format(output: Format | str | None) -> Format:
+    from taskmill.cli.formats import Format, parse_output
+
+    return output if isinstance(output, Format) else parse_output(output)
+
+
+def headers_and_rows(
+    items: Sequence[Mapping[str, Any]], fmt: Format, *, with_namespace: bool
+) -> tuple[list[str], list[list[str]]]:
+    """The table of a table format: the default, ``wide`` or ``custom-columns``."""
+    if fmt.kind == "custom-columns":
+        return [c.header for c in fmt.columns], [fmt.cells(o) for o in items]
+    wide = fmt.kind == "wide"
+    headers = task_headers(wide=wide, with_namespace=with_namespace)
+    return headers, [task_row(o, wide=wide, with_namespace=with_namespace) for o in items]
+
+
 def print_tasks(
     items: Sequence[Mapping[str, Any]],
-    output: str | None,
+    output: Format | str | None,
     *,
     single: bool = False,
     with_namespace: bool = False,
     empty_namespace: str | None = None,
+    show_headers: bool = True,
 ) -> None:
     """Print Tasks in the chosen format; ``single`` prints one object, not a List."""
-    if output in ("json", "yaml"):
-        value: Any = items[0] if single and len(items) == 1 else as_list(items)
-        click.echo(dump(value, output))
-    elif output == "name":
+    fmt = as_format(output)
+    value: Any = items[0] if single and len(items) == 1 else as_list(items)
+    if fmt.kind in ("json", "yaml"):
+        click.echo(dump(value, fmt.kind))
+    elif fmt.kind == "name":
         for obj in items:
             click.echo(f"{RESOURCE}/{obj['metadata']['name']}")
+    elif fmt.template is not None:
+        click.echo(fmt.template.render(value), nl=False)  # kubectl adds no newline
     elif not items:
         where = f" in {empty_namespace} namespace" if empty_namespace else ""
         click.echo(f"No resources found{where}.", err=True)
     else:
-        click.echo(task_table(items, wide=output == "wide", with_namespace=with_namespace))
+        headers, rows = headers_and_rows(items, fmt, with_namespace=with_namespace)
+        click.echo(table(headers, rows, show_headers=show_headers))

@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from taskmill.cli import output as out
+from taskmill.cli.completion import complete_phases, complete_task_names
+from taskmill.cli.formats import Format, OutputFormat
 from taskmill.cli.kubeopts import (
     CommandError,
     all_namespaces_option,
@@ -140,9 +142,24 @@ def submit(
 
 
 @click.command("get")
-@click.argument("names", nargs=-1)
-@click.option("--phase", default=None, help="Only Tasks in this phase (e.g. Dead).")
-@output_option()
+@click.argument("names", nargs=-1, shell_complete=complete_task_names)
+@click.option(
+    "--phase",
+    default=None,
+    shell_complete=complete_phases,
+    help="Only Tasks in this phase (e.g. Dead).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFormat(),
+    default=None,
+    help="json, yaml, wide, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,...",
+)
+@click.option("--no-headers", is_flag=True, help="Tables without their header line.")
+@click.option(
+    "-w", "--watch", is_flag=True, help="After the list, print each change (Ctrl-C ends)."
+)
 @selector_option
 @all_namespaces_option
 @connection_options
@@ -150,14 +167,37 @@ def submit(
 def get(
     names: tuple[str, ...],
     phase: str | None,
-    output: str | None,
+    output: Format | None,
+    no_headers: bool,
+    watch: bool,
     selector: str | None,
     all_namespaces: bool,
     namespace: str | None,
     kubeconfig: str | None,
     kube_context: str | None,
 ) -> None:
-    """List Tasks, or show the named ones."""
+    """List Tasks, or show the named ones.
+
+    \b
+      taskmill get -o jsonpath='{.items[*].metadata.name}'
+      taskmill get -o custom-columns=NAME:.metadata.name,WORKER:.status.lease.worker
+      taskmill get -w
+    """
+    fmt = output or Format()
+    if watch:
+        from taskmill.cli.watch import Filters, watch_tasks
+
+        watch_tasks(
+            fmt=fmt,
+            filters=Filters(frozenset(names), phase),
+            selector=selector,
+            all_namespaces=all_namespaces,
+            show_headers=not no_headers,
+            namespace=namespace,
+            kubeconfig=kubeconfig,
+            kube_context=kube_context,
+        )
+        return
     with make_client(namespace, kubeconfig, kube_context) as client:
         if names:
             items = []
@@ -167,7 +207,8 @@ def get(
                     items.append(client.get_raw(name))
                 except LookupError:
                     missing.append(name)
-            out.print_tasks(items, output, single=len(names) == 1) if items else None
+            if items:
+                out.print_tasks(items, fmt, single=len(names) == 1, show_headers=not no_headers)
             if missing:
                 raise CommandError(
                     "; ".join(f'tasks.taskmill.dev "{n}" not found' for n in missing)
@@ -179,9 +220,10 @@ def get(
             items = [o for o in items if out.status_of(o).get("phase") == phase]
         out.print_tasks(
             items,
-            output,
+            fmt,
             with_namespace=all_namespaces,
             empty_namespace=None if all_namespaces else client.namespace,
+            show_headers=not no_headers,
         )
 
 
@@ -194,16 +236,47 @@ list_command = click.Command(
 
 
 @click.command("describe")
-@click.argument("name")
+@click.argument("names", nargs=-1, shell_complete=complete_task_names)
+@selector_option
 @connection_options
 @user_errors
 def describe(
-    name: str, namespace: str | None, kubeconfig: str | None, kube_context: str | None
+    names: tuple[str, ...],
+    selector: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
 ) -> None:
-    """Show a Task in detail, with its attempt timeline."""
+    """Show Tasks in detail, with their attempt timelines.
+
+    The named Tasks, or those -l selects, or (with neither) every Task in
+    the namespace, as kubectl describe does.
+    """
+    if names and selector:
+        raise click.UsageError("name Tasks or select them with -l, not both")
+    failed = False
+    shown = 0
     with make_client(namespace, kubeconfig, kube_context) as client:
-        obj = client.get_raw(name)
-    click.echo(describe_text(obj))
+        if names:
+            objects: list[dict[str, Any] | str] = []
+            for name in names:
+                try:
+                    objects.append(client.get_raw(name))
+                except LookupError:
+                    objects.append(name)
+        else:
+            objects = list(client.list_raw(selector=selector)["items"])
+            if not objects:
+                click.echo(f"No resources found in {client.namespace} namespace.", err=True)
+    for obj in objects:
+        if isinstance(obj, str):
+            click.echo(f'error: tasks.taskmill.dev "{obj}" not found', err=True)
+            failed = True
+            continue
+        click.echo(("\n" if shown else "") + describe_text(obj))
+        shown += 1
+    if failed:
+        sys.exit(1)
 
 
 def describe_text(obj: dict[str, Any]) -> str:
@@ -267,19 +340,56 @@ def describe_text(obj: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Phases a Task cannot leave: cancelling one changes nothing.
+FINISHED = ("Succeeded", "Dead", "Cancelled")
+
+
 @click.command("cancel")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, shell_complete=complete_task_names)
+@click.option("--all", "all_tasks", is_flag=True, help="Cancel every unfinished Task.")
+@selector_option
+@all_namespaces_option
 @connection_options
 @user_errors
 def cancel(
-    names: tuple[str, ...], namespace: str | None, kubeconfig: str | None, kube_context: str | None
+    names: tuple[str, ...],
+    all_tasks: bool,
+    selector: str | None,
+    all_namespaces: bool,
+    namespace: str | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
 ) -> None:
-    """Cancel Tasks (spec.cancel: true); running attempts are told to stop."""
+    """Cancel Tasks (spec.cancel: true); running attempts are told to stop.
+
+    \b
+      taskmill cancel nightly-1 nightly-2
+      taskmill cancel -l team=billing        # the unfinished Tasks it selects
+      taskmill cancel --all                  # every unfinished Task in the namespace
+    """
+    by_selection = all_tasks or selector is not None
+    if names and by_selection:
+        raise click.UsageError("name Tasks, or select them with -l or --all, not both")
+    if not names and not by_selection:
+        raise click.UsageError("name Tasks to cancel, or select them with -l or --all")
+    if all_namespaces and not by_selection:
+        raise click.UsageError("-A goes with -l or --all")
     failed = []
     with make_client(namespace, kubeconfig, kube_context) as client:
-        for name in names:
+        if by_selection:
+            listed = client.list_raw(all_namespaces=all_namespaces, selector=selector)
+            targets = [
+                (o["metadata"]["namespace"], o["metadata"]["name"])
+                for o in listed["items"]
+                if out.status_of(o).get("phase") not in FINISHED
+            ]
+            if not targets:
+                click.echo("No unfinished Tasks found.", err=True)
+        else:
+            targets = [(client.namespace, n) for n in names]
+        for ns, name in targets:
             try:
-                client.cancel(name)
+                client.cancel(name, namespace=ns)
             except LookupError:
                 failed.append(name)
                 click.echo(f'error: tasks.taskmill.dev "{name}" not found', err=True)

@@ -33,7 +33,9 @@ if it is within ``startingDeadlineSeconds``. Only the leader should run
 
 An invalid schedule or time zone sets the condition ``ScheduleValid=False``
 (reason ``InvalidSchedule`` / ``InvalidTimeZone``) and posts one Warning Event
-per generation; the CronTask gets no timer until it is fixed.
+per generation; the CronTask gets no timer until it is fixed. So does a
+schedule whose slots cannot be computed (reason ``ScheduleNotComputable``):
+any failure of the schedule math is contained to its own CronTask.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.crontask import ConcurrencyPolicy
 from taskmill.models.resources import CronTask, Task
-from taskmill.models.task import Phase
+from taskmill.models.task import CONDITION_READY, CONDITION_STALLED, Phase
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +169,8 @@ class CronController:
             if record is not None:
                 self._children.pop((key[0], meta.get("uid", "")), None)
             return
-        try:
-            crontask = CronTask.model_validate(body)
-        except ValidationError as exc:
-            log.warning("CronTask %s/%s does not parse: %s", *key, exc)
+        crontask = _validate(key, body)
+        if crontask is None:
             return
         record = self._records.get(key)
         if record is None or (record.crontask and record.crontask.metadata.uid != meta.get("uid")):
@@ -266,13 +266,20 @@ class CronController:
             record.armed = None
             return
         now = self.clock.now()
-        due = schedules.due_slot(
-            record.schedule,
-            last_slot=record.last_slot,
-            now=now,
-            starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
-        )
-        when = now if due is not None else record.schedule.next_after(max(now, record.last_slot))
+        try:
+            due = schedules.due_slot(
+                record.schedule,
+                last_slot=record.last_slot,
+                now=now,
+                starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
+            )
+            if due is not None:
+                when = now
+            else:
+                when = record.schedule.next_after(max(now, record.last_slot))
+        except Exception as exc:
+            self._not_computable(record, exc)
+            return
         if record.armed == when:
             return
         record.armed = when
@@ -288,12 +295,16 @@ class CronController:
             if crontask is None or schedule is None or crontask.spec.suspend:
                 return
             now = self.clock.now()
-            due = schedules.due_slot(
-                schedule,
-                last_slot=record.last_slot,
-                now=now,
-                starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
-            )
+            try:
+                due = schedules.due_slot(
+                    schedule,
+                    last_slot=record.last_slot,
+                    now=now,
+                    starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
+                )
+            except Exception as exc:
+                self._not_computable(record, exc)
+                return
             if due is None:
                 self._arm(record)
                 return
@@ -505,15 +516,23 @@ class CronController:
             newest = iso(max(succeeded))
             if newest > (current.get("lastSuccessfulTime") or ""):
                 status["lastSuccessfulTime"] = newest
+        status["nextScheduleTime"] = None
         if record.schedule is not None and not crontask.spec.suspend:
-            when = record.schedule.next_after(max(self.clock.now(), record.last_slot))
-            status["nextScheduleTime"] = iso(when)
-        else:
-            status["nextScheduleTime"] = None
+            try:
+                when = record.schedule.next_after(max(self.clock.now(), record.last_slot))
+                status["nextScheduleTime"] = iso(when)
+            except Exception as exc:  # sets record.error, read below
+                self._not_computable(record, exc)
         error = record.error
         valid = ("False", str(error.reason), error.message) if error else ("True", "Valid", "")
+        # Ready and Stalled are kstatus' (Flux, cli-utils): a CronTask that
+        # cannot fire is a failure that needs a person, not work in progress.
+        wanted = [(CONDITION_SCHEDULE_VALID, *valid), (CONDITION_READY, *valid)]
+        if error:
+            wanted.append((CONDITION_STALLED, "True", str(error.reason), error.message))
         status["conditions"] = [
-            _condition(current, crontask, CONDITION_SCHEDULE_VALID, *valid, self.clock)
+            _condition(current, crontask, type_, value, reason, message, self.clock)
+            for type_, value, reason, message in wanted
         ]
         return status
 
@@ -575,6 +594,24 @@ class CronController:
 
     # -- helpers -----------------------------------------------------------
 
+    def _not_computable(self, record: Record, exc: Exception) -> None:
+        """One CronTask's slots cannot be computed: it stops firing and says why
+        (``ScheduleValid=False`` and a Warning Event), every other one goes on.
+        Its next spec change (or event) parses and tries it afresh."""
+        if isinstance(exc, schedules.ScheduleError):
+            error = exc
+        else:  # a fault in the schedule code: contained to this CronTask
+            log.exception("CronTask %s/%s: schedule computation failed", *record.key)
+            error = schedules.ScheduleError(
+                schedules.Problem.NOT_COMPUTABLE,
+                f"schedule {record.crontask.spec.schedule if record.crontask else ''!r}: "
+                f"its slots cannot be computed ({type(exc).__name__}: {exc})",
+            )
+        record.schedule = None
+        record.error = error
+        record.armed = None
+        self._spawn(self._sync_status(record))
+
     def _initial_last(self, crontask: CronTask) -> float:
         if crontask.status and crontask.status.last_schedule_time:
             return to_timestamp(crontask.status.last_schedule_time)
@@ -597,11 +634,38 @@ def _retry_deadline(schedule: schedules.Schedule | None, crontask: CronTask, slo
     fires on its own), past ``startingDeadlineSeconds``, or after
     :data:`MAX_RETRY_SECONDS`, whichever is first (while retrying, the
     CronTask's status waits)."""
-    deadline = schedule.next_after(slot) if schedule is not None else slot
-    deadline = min(deadline, slot + MAX_RETRY_SECONDS)
+    deadline = slot + MAX_RETRY_SECONDS
+    if schedule is not None:
+        # Should the next slot not be computable, the other bounds still hold.
+        with contextlib.suppress(Exception):
+            deadline = min(deadline, schedule.next_after(slot))
     if crontask.spec.starting_deadline_seconds is not None:
         deadline = min(deadline, slot + crontask.spec.starting_deadline_seconds)
     return deadline
+
+
+def _validate(key: Key, body: dict[str, Any]) -> CronTask | None:
+    """The CronTask model of ``body``; None (logged) if it does not parse.
+
+    A schedule stored before the CRD's pattern became stricter fails the
+    model's pattern: it is kept as it is, so the schedule parser refuses it
+    with a condition and an Event rather than the CronTask going unnoticed.
+    """
+    try:
+        return CronTask.model_validate(body)
+    except ValidationError as exc:
+        if not all(tuple(e["loc"][:2]) == ("spec", "schedule") for e in exc.errors()):
+            log.warning("CronTask %s/%s does not parse: %s", *key, exc)
+            return None
+    raw = (body.get("spec") or {}).get("schedule")
+    placeholder = {**body, "spec": {**body["spec"], "schedule": "@daily"}}
+    try:
+        crontask = CronTask.model_validate(placeholder)
+    except ValidationError as exc:
+        log.warning("CronTask %s/%s does not parse: %s", *key, exc)
+        return None
+    crontask.spec = crontask.spec.model_copy(update={"schedule": str(raw)})
+    return crontask
 
 
 def _condition(

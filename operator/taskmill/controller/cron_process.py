@@ -18,13 +18,19 @@ exits when its stdin closes, so it never outlives the operator, even one
 killed with SIGKILL. If it dies on its own it is started again, and the
 operator replays the latest version of every CronTask and child it holds:
 the controller rebuilds its state from them as after a restart.
+
+A child that lives but whose event loop is stuck (a computation that does
+not return, a process stopped) would fire nothing and never die, so the
+operator sends a heartbeat: every ``heartbeat_seconds`` a ``["ping", n]``
+line on stdin, which the child's loop answers with ``pong n`` on stdout. No
+answer within ``heartbeat_timeout_seconds`` and the child is killed, then
+started again like one that died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import sys
@@ -53,10 +59,17 @@ RESTART = BackoffPolicy(initial_seconds=0.5, factor=2, max_seconds=30, jitter=0)
 HEALTHY_SECONDS = 60.0
 #: How long a child may take to stop after its stdin closes.
 STOP_SECONDS = 10.0
+#: Between heartbeats, and how long an answer may take: generous, since the
+#: child answers after the events queued before the ping (a replay of
+#: thousands of CronTasks takes seconds).
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_TIMEOUT_SECONDS = 60.0
 
 # Message kinds on the child's stdin: a CronTask event, a child Task event,
 # and the end of the replay that starts each child.
 _CRONTASK, _TASK, _SYNCED = "c", "t", "synced"
+# A heartbeat on stdin, and its answer on stdout (beside the fire lags).
+_PING, _PONG = "ping", b"pong "
 
 Key = tuple[str, str, str]
 
@@ -71,15 +84,20 @@ class CronProcess:
         max_connections: int,
         events_per_second: float,
         component: str,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        heartbeat_timeout_seconds: float = HEARTBEAT_TIMEOUT_SECONDS,
     ) -> None:
+        self._heartbeat_seconds = heartbeat_seconds
+        self._heartbeat_timeout = heartbeat_timeout_seconds
+        #: Children killed because they stopped answering the heartbeat.
+        self.unresponsive_kills = 0
+        #: The newest heartbeat the running child answered.
+        self._pong = 0
+        self._ponged = asyncio.Event()
         self._settings = {
             # The temporary files behind inline certificates stay with this
             # process, which outlives the child; their paths are passed on.
-            "config": {
-                f.name: getattr(config, f.name)
-                for f in dataclasses.fields(config)
-                if not f.name.startswith("_")
-            },
+            "config": config.to_dict(),
             "max_connections": max_connections,
             "events_per_second": events_per_second,
             "component": component,
@@ -163,8 +181,13 @@ class CronProcess:
             # From here on events go straight to the child (nothing was awaited
             # since the replay, so none slipped in between).
             self._process = process
+            self._pong = 0
             lags = asyncio.create_task(self._read_lags(process.stdout))
-            return await process.wait()
+            watch = asyncio.create_task(self._watch(process))
+            try:
+                return await process.wait()
+            finally:
+                watch.cancel()
         finally:
             self._process = None
             try:
@@ -180,6 +203,32 @@ class CronProcess:
                 if lags is not None:
                     lags.cancel()
 
+    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+        """Ping the child; kill it when an answer does not come in time."""
+        assert process.stdin is not None
+        sequence = 0
+        while process.returncode is None:
+            sequence += 1
+            process.stdin.write(_line([_PING, sequence]))
+            try:
+                await asyncio.wait_for(self._answered(sequence), self._heartbeat_timeout)
+            except TimeoutError:
+                log.error(
+                    "the CronTask process (pid %d) did not answer a heartbeat within %.1fs; "
+                    "killing it",
+                    process.pid,
+                    self._heartbeat_timeout,
+                )
+                self.unresponsive_kills += 1
+                process.kill()  # the restart path of run() takes it from here
+                return
+            await asyncio.sleep(self._heartbeat_seconds)
+
+    async def _answered(self, sequence: int) -> None:
+        while self._pong < sequence:
+            self._ponged.clear()
+            await self._ponged.wait()
+
     async def _read_lags(self, stdout: asyncio.StreamReader) -> None:
         while True:
             try:
@@ -188,6 +237,11 @@ class CronProcess:
                 continue
             if not line:
                 return
+            if line.startswith(_PONG):
+                with contextlib.suppress(ValueError):
+                    self._pong = max(self._pong, int(line[len(_PONG) :]))
+                    self._ponged.set()
+                continue
             try:
                 lag = float(line)
             except ValueError:
@@ -216,7 +270,7 @@ async def _serve() -> None:
     settings = orjson.loads(await stdin.readline())
     logs.setup(logging.getLevelName(settings["log_level"]))
     client = KubeClient(
-        KubeConfig(**settings["config"]),
+        KubeConfig.from_dict(settings["config"]),
         max_connections=settings["max_connections"],
         # Longer than a minute, so connections opened for a burst of
         # once-a-minute CronTasks are still open for the next burst (a TLS
@@ -237,12 +291,21 @@ async def _serve() -> None:
         on_fire=report,
     )
 
+    def answer(sequence: int) -> None:
+        # Written by this loop, so an answer says the loop still turns.
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.buffer.write(b"%b%d\n" % (_PONG, sequence))
+            sys.stdout.buffer.flush()
+
     def take(line: bytes) -> bool:
         """Hand one event to the controller; False at the end of the replay."""
         try:
             kind, *event = orjson.loads(line)
             if kind == _SYNCED:
                 return False
+            if kind == _PING:
+                answer(int(event[0]))
+                return True
             event_type, body = event
             if kind == _TASK:
                 controller.observe_task(event_type, body)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -41,6 +42,7 @@ from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import ApiError, KubeClient
+from taskmill.kube.exec_plugin import ExecCredential
 from taskmill.leaseapi import connections
 from taskmill.leaseapi.auth import TokenReviewAuthenticator
 from taskmill.leaseapi.server import build_app
@@ -64,15 +66,33 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    handed: list[ExecCredential] = []
+
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf logs in again only when what it has expired or got a 401: an
+        # exec plugin's credential handed out before is then not reused.
+        plugin = connection.exec_authenticator
+        credential = None
+        if plugin is not None and not (connection.token or connection.token_path):
+            if handed:
+                plugin.invalidate(handed.pop())
+            credential = plugin.get()
+            handed.append(credential)
+        expires = credential.expires_at if credential else None
         return kopf.ConnectionInfo(
             server=connection.server,
             ca_path=connection.ca_path,
             insecure=connection.insecure,
-            token=connection.bearer_token(),
+            token=credential.token if credential else connection.bearer_token(),
+            username=connection.username,
+            password=connection.password,
             certificate_path=connection.cert_path,
             private_key_path=connection.key_path,
+            certificate_data=_pem(credential.client_certificate_data if credential else None),
+            private_key_data=_pem(credential.client_key_data if credential else None),
+            proxy_url=connection.proxy_url,
+            expiration=dt.datetime.fromtimestamp(expires, dt.UTC) if expires else None,
             default_namespace=connection.namespace,
         )
 
@@ -100,6 +120,10 @@ def build_registry(
             cron.observe(event.get("type"), dict(event["object"]))
 
     return registry
+
+
+def _pem(text: str | None) -> bytes | None:
+    return text.encode() if text else None
 
 
 def task_sink(

@@ -10,8 +10,9 @@ Two families, both kept on every write (never a write of their own):
   "in progress"), ``Stalled`` when it is Dead (a failure that needs a
   person: "failed"), and ``Ready``, True only once it Succeeded.
 
-A Cancelled Task is ``Ready=False`` with neither of the others: it ended
-as someone asked, which is neither progress nor failure. A new Task gets
+A Cancelled Task has ``Cancelled=True`` alone: it ended as someone asked,
+which is neither progress nor failure, so kstatus reads it as Current (a
+``Ready=False`` would read as in progress forever). A new Task gets
 ``Reconciling`` and ``Ready=False`` from the CRD's status default, so it
 reads as in progress before the operator has written anything.
 
@@ -26,6 +27,7 @@ from typing import Any
 from taskmill.dispatch.clock import to_datetime
 from taskmill.models.base import Condition, ConditionStatus
 from taskmill.models.task import (
+    CONDITION_CANCELLED,
     CONDITION_COMPLETE,
     CONDITION_FAILED,
     CONDITION_READY,
@@ -49,7 +51,7 @@ def for_phase(
     elif phase == Phase.DEAD:
         wanted = [(CONDITION_READY, _FALSE), (CONDITION_STALLED, _TRUE), (CONDITION_FAILED, _TRUE)]
     elif phase == Phase.CANCELLED:
-        wanted = [(CONDITION_READY, _FALSE)]
+        wanted = [(CONDITION_CANCELLED, _TRUE)]
     else:
         wanted = [(CONDITION_READY, _FALSE), (CONDITION_RECONCILING, _TRUE)]
     previous = {c.type: c for c in (status.conditions or [])} if status else {}

@@ -3,7 +3,14 @@
 Taskmill's hot path is a handful of status PATCHes per Task, so this client
 is deliberately thin: one pooled connection set, JSON in and out with orjson,
 API errors as :class:`ApiError` carrying the API's own ``Status`` reason, and
-watch streams as async iterators. A 401 re-reads a rotated token once.
+watch streams as async iterators.
+
+Credentials come from :class:`~taskmill.kube.config.KubeConfig`. A token
+file is re-read at most once a minute; an exec plugin's credential is used
+until it expires, and the plugin runs in a thread, so the event loop goes
+on meanwhile. A 401 re-reads the token file or runs the plugin again, and
+the request (or the watch) is retried once. A plugin that hands out client
+certificates gets a new connection pool when the certificate changes.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import aiohttp
 import orjson
 
 from taskmill.kube.config import KubeConfig
+from taskmill.kube.exec_plugin import ExecCredential
 from taskmill.models.base import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -104,14 +112,23 @@ class KubeClient:
         self._keepalive = keepalive_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        #: Sessions replaced after a new exec client certificate; closed with this client.
+        self._retired: list[aiohttp.ClientSession] = []
+        self._session_credential: ExecCredential | None = None
         self._auth_headers: dict[str, str] | None = None
         self._auth_read_at = 0.0
+        #: Per-request options: the TLS server name and the proxy, when set.
+        self._options: dict[str, Any] = {}
+        if config.tls_server_name:
+            self._options["server_hostname"] = config.tls_server_name
+        if config.proxy_url:
+            self._options["proxy"] = config.proxy_url
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self.config.ssl_context(),
+                ssl=self.config.ssl_context(self._session_credential),
                 limit=self._connections,
                 keepalive_timeout=self._keepalive,
             )
@@ -124,6 +141,9 @@ class KubeClient:
         return self._session
 
     async def close(self) -> None:
+        for session in self._retired:
+            await session.close()
+        self._retired.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -134,7 +154,7 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _auth(self, *, force: bool = False) -> dict[str, str]:
+    def _file_auth(self, *, force: bool = False) -> dict[str, str]:
         """Authorization headers, the token file re-read at most once a minute
         (and after a 401): the kubelet rotates projected tokens long before
         they expire, and reading the file on every write costs syscalls."""
@@ -143,6 +163,35 @@ class KubeClient:
             self._auth_headers = self.config.auth_headers()
             self._auth_read_at = now
         return self._auth_headers
+
+    async def _auth(
+        self, refused: ExecCredential | None = None, *, force: bool = False
+    ) -> tuple[dict[str, str], ExecCredential | None]:
+        """Headers for the next request, and the exec credential they carry.
+
+        ``force``: the last attempt got a 401 with ``refused``; read the token
+        file again, or drop that credential so the plugin runs again."""
+        plugin = self.config.exec_authenticator
+        if plugin is None or self.config.token or self.config.token_path:
+            return self._file_auth(force=force), None
+        if force:
+            plugin.invalidate(refused)
+        credential = plugin.cached()
+        if credential is None:
+            credential = await asyncio.to_thread(plugin.get)
+        if credential.client_certificate_data and credential != self._session_credential:
+            # A new certificate needs new TLS connections; requests still
+            # running on the old pool finish there.
+            if self._session is not None:
+                self._retired.append(self._session)
+                self._session = None
+            self._session_credential = credential
+        if credential.token:
+            return {"Authorization": f"Bearer {credential.token}"}, credential
+        return self.config.basic_auth_header(), credential
+
+    def _may_reauthenticate(self) -> bool:
+        return bool(self.config.token_path or self.config.exec_authenticator)
 
     async def request(
         self,
@@ -157,15 +206,23 @@ class KubeClient:
         data = orjson.dumps(body) if body is not None else None
         timeout = aiohttp.ClientTimeout(total=timeout_seconds) if timeout_seconds else self._timeout
         reauthenticated = False
+        used: ExecCredential | None = None
         for attempt in range(1, TOO_MANY_REQUESTS_RETRIES + 2):
-            headers = {"Content-Type": content_type, **self._auth(force=reauthenticated)}
+            auth, used = await self._auth(used, force=reauthenticated)
+            headers = {"Content-Type": content_type, **auth}
             async with self.session.request(
-                method, url, data=data, params=params, headers=headers, timeout=timeout
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                **self._options,
             ) as response:
                 raw = await response.read()
-            if response.status == 401 and not reauthenticated and self.config.token_path:
+            if response.status == 401 and not reauthenticated and self._may_reauthenticate():
                 reauthenticated = True
-                continue  # the token may have rotated: auth_headers re-reads it
+                continue  # the token rotated or expired: read it, or run the plugin, again
             if response.status == 429 and attempt <= TOO_MANY_REQUESTS_RETRIES:
                 # Priority and fairness, or a resource whose storage is still
                 # initializing: the server says when to come back.
@@ -203,9 +260,17 @@ class KubeClient:
             query["resourceVersion"] = resource_version
         query.update(params or {})
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
-        async with self.session.get(
-            url, params=query, headers=self._auth(), timeout=timeout
-        ) as response:
+        auth, used = await self._auth()
+        response = await self.session.get(
+            url, params=query, headers=auth, timeout=timeout, **self._options
+        )
+        if response.status == 401 and self._may_reauthenticate():
+            response.release()
+            auth, used = await self._auth(used, force=True)
+            response = await self.session.get(
+                url, params=query, headers=auth, timeout=timeout, **self._options
+            )
+        async with response:
             if response.status >= 400:
                 raise _api_error(response.status, await response.read())
             async for line in _lines(response.content.iter_any()):

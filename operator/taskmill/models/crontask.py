@@ -29,29 +29,34 @@ Child Tasks (the contract; :mod:`taskmill.controller.cron` implements it):
 Schedules are evaluated by :mod:`taskmill.dispatch.schedule` (daylight-saving
 rules there); a schedule or time zone the CRD pattern lets through but that
 cannot be used sets ``ScheduleValid=False`` (``InvalidSchedule`` /
-``InvalidTimeZone``) and one Warning Event per generation.
+``InvalidTimeZone`` / ``ScheduleNotComputable``) and one Warning Event per
+generation.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from taskmill.models.base import ApiModel, Condition, ObjectRef, Timestamp
+from taskmill.models import schedule_syntax
+from taskmill.models.base import ApiModel, Condition, ObjectRef, Timestamp, cel, validations
 from taskmill.models.task import TaskSpec, TaskTemplateMeta
 
 #: What ``spec.schedule`` must look like; the CRD refuses anything else at apply
-#: time. Five fields (with names, ranges, steps, lists), a macro, or
-#: ``@every <duration>`` (e.g. ``@every 30s``, ``@every 1h30m``). Field values are
-#: checked in full by the operator, which reports a bad one as a condition.
-SCHEDULE_PATTERN = (
-    r"^\s*("
-    r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|@every\s+([0-9]+(\.[0-9]+)?(ms|s|m|h))+"
-    r"|[^\s@]+(\s+[^\s@]+){4}"
-    r")\s*$"
-)
+#: time: five fields with every value in range (names, ranges, steps of 1-99,
+#: lists, ``L``), a macro in any case, or ``@every`` in whole h/m/s. The grammar
+#: lives in :mod:`taskmill.models.schedule_syntax`, shared with the parser.
+SCHEDULE_PATTERN = schedule_syntax.SCHEDULE_PATTERN
+
+
+def _schedule_syntax(value: str) -> str:
+    # A validator, not ``pattern``: in the CRD the same check is a CEL rule
+    # with a readable message (a pattern would be quoted back whole).
+    if not schedule_syntax.SCHEDULE_RE.fullmatch(value):
+        raise ValueError(f"schedule {schedule_syntax.SCHEDULE_MESSAGE}")
+    return value
 
 
 class ConcurrencyPolicy(enum.StrEnum):
@@ -63,17 +68,22 @@ class ConcurrencyPolicy(enum.StrEnum):
 class TaskTemplate(ApiModel):
     """The Task each fire creates."""
 
-    metadata: TaskTemplateMeta | None = None
+    metadata: TaskTemplateMeta | None = Field(
+        default=None, description="Labels and annotations of each Task."
+    )
     spec: TaskSpec
 
 
 class CronTaskSpec(ApiModel):
     """When to create Tasks, and the Task to create."""
 
-    schedule: str = Field(
-        pattern=SCHEDULE_PATTERN,
+    schedule: Annotated[str, AfterValidator(_schedule_syntax)] = Field(
         max_length=256,
-        description="5-field cron, a macro like @daily, or @every <duration>.",
+        json_schema_extra=validations(
+            cel(schedule_syntax.SCHEDULE_RULE, schedule_syntax.SCHEDULE_MESSAGE)
+        ),
+        description="5-field cron (minute hour day-of-month month day-of-week), "
+        "a macro like @daily, or @every <duration> in whole h/m/s like @every 1h30m.",
     )
     time_zone: str | None = Field(
         default=None,
@@ -90,20 +100,38 @@ class CronTaskSpec(ApiModel):
         default=None, ge=0, description="A slot missed by more than this is skipped."
     )
     suspend: bool = Field(default=False, description="Stop firing (running children go on).")
-    successful_tasks_history_limit: int = Field(default=3, ge=0, le=1000)
-    failed_tasks_history_limit: int = Field(default=1, ge=0, le=1000)
+    successful_tasks_history_limit: int = Field(
+        default=3, ge=0, le=1000, description="Succeeded children kept; older ones are deleted."
+    )
+    failed_tasks_history_limit: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Dead or Cancelled children kept; older ones are deleted.",
+    )
     task_template: TaskTemplate
 
 
 class CronTaskStatus(ApiModel):
     """Observed state, written only by the operator."""
 
-    last_schedule_time: Timestamp | None = None
-    last_successful_time: Timestamp | None = None
-    next_schedule_time: Timestamp | None = None
-    active: list[ObjectRef] | None = None
+    last_schedule_time: Timestamp | None = Field(
+        default=None, description="The slot of the newest child created."
+    )
+    last_successful_time: Timestamp | None = Field(
+        default=None, description="When the newest Succeeded child finished."
+    )
+    next_schedule_time: Timestamp | None = Field(
+        default=None, description="The next slot, unless suspended or invalid."
+    )
+    active: list[ObjectRef] | None = Field(default=None, description="Children not finished yet.")
     conditions: list[Condition] | None = Field(
         default=None,
+        description=(
+            "ScheduleValid; Ready, and Stalled while the schedule cannot be used (kstatus)."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The generation of the spec this status describes."
+    )

@@ -339,7 +339,8 @@ class TaskStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         description=(
-            "Complete and Failed, as a Job's; Ready, Reconciling and Stalled, as kstatus reads."
+            "Complete and Failed, as a Job's; Ready, Reconciling and Stalled, as kstatus"
+            " reads; Cancelled."
         ),
         # A Task nobody has written to yet is in progress (kstatus reads it so).
         default_factory=lambda: _queued_conditions(),
@@ -397,6 +398,8 @@ CONDITION_FAILED = "Failed"
 CONDITION_READY = "Ready"
 CONDITION_RECONCILING = "Reconciling"
 CONDITION_STALLED = "Stalled"
+#: A Cancelled Task's only condition.
+CONDITION_CANCELLED = "Cancelled"
 
 
 def _queued_conditions() -> list[Condition]:

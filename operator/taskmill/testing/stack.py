@@ -44,6 +44,17 @@ def install_crds(plane: ControlPlane, *, timeout: float = 60) -> None:
             time.sleep(0.05)
 
 
+def install_admission(plane: ControlPlane) -> None:
+    """Apply the ``payloadFrom`` admission policy and its binding
+    (:mod:`taskmill.crdgen.admission`), as the chart does."""
+    import yaml
+
+    from taskmill.crdgen.admission import render_policy
+
+    manifest = yaml.safe_dump_all(render_policy(), sort_keys=False)
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifest)
+
+
 @dataclass
 class Process:
     """A Taskmill command running in the background, logging to a file."""
