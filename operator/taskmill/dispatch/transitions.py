@@ -60,7 +60,13 @@ def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
     patch: StatusPatch = {
         "phase": Phase.RUNNING.value,
         "attempts": lease.attempt,
-        "lease": {"worker": lease.worker, "id": lease.id, "expiresAt": iso(lease.expires_at)},
+        "lease": {
+            "worker": lease.worker,
+            "id": lease.id,
+            "expiresAt": iso(lease.expires_at),
+            # Persisted so a restarted operator still knows who may complete it.
+            "holder": lease.holder,
+        },
         "reason": None,
         "message": None,
         "nextAttemptAt": None,
