@@ -1,6 +1,6 @@
 """Taskmill: a Kubernetes-native task scheduler.
 
-Layers import one way only (enforced by ``tests/test_layers.py``)::
+Layers import one way only (enforced by ``lint-imports``, contracts in ``.importlinter``)::
 
     models        pydantic models of the custom resources and the lease wire
                   protocol; no I/O

@@ -306,7 +306,7 @@ def test_get_jsonpath_custom_columns_and_no_headers(
 
 
 def test_cancel_by_selector_or_all_and_describe_of_several(
-    crds: ControlPlane, namespace: str
+    crds: ControlPlane, operator: str, namespace: str
 ) -> None:
     # No worker runs these: they stay unfinished until cancelled.
     for name, team in (("c1", "x"), ("c2", "x"), ("c3", "y"), ("c4", "y")):
@@ -333,7 +333,7 @@ def test_cancel_by_selector_or_all_and_describe_of_several(
     by_label = run(crds, namespace, "describe", "-l", "team=y")
 
     assert selected.stdout == "task.taskmill.dev/c1 cancelled\ntask.taskmill.dev/c2 cancelled\n"
-    # Cancelled Tasks are finished: a second cancel finds nothing to do.
+    # Tasks already asked to stop (or finished): a second cancel finds nothing to do.
     assert again.exit_code == 0
     assert again.stderr == "No unfinished Tasks found.\n"
     assert both.exit_code == 2

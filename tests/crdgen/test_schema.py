@@ -363,7 +363,7 @@ def _undescribed(node: dict[str, Any], where: str) -> Iterator[str]:
         yield from _undescribed(node["items"], f"{where}[]")
 
 
-@pytest.mark.parametrize("kind", ["Task", "TaskQueue"])
+@pytest.mark.parametrize("kind", ["Task", "TaskQueue", "CronTask"])
 def test_every_field_has_a_description_for_kubectl_explain(kind: str) -> None:
     schema = root(kind)
     # The API server allows nothing but the type on metadata: kubectl explain

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from taskmill.dispatch import transitions
@@ -39,8 +40,19 @@ def test_a_lease_records_running_the_attempt_and_the_holder() -> None:
         "id": "L",
         "expiresAt": transitions.iso(NOW + 28),
         "startedAt": transitions.iso(NOW - 2),
+        "holder": None,  # a merge patch: removes an earlier attempt's holder
     }
     assert patch["startedAt"] == transitions.iso(NOW - 2)
+
+
+def test_a_lease_records_the_authenticated_holder() -> None:
+    held = dataclasses.replace(lease(), holder="system:serviceaccount:ns:worker/pod-1")
+    patch = transitions.leased(None, held)
+
+    assert patch["lease"]["holder"] == "system:serviceaccount:ns:worker/pod-1"
+    restored = status(patch).lease  # what a restarted operator reads back
+    assert restored is not None
+    assert restored.holder == "system:serviceaccount:ns:worker/pod-1"
 
 
 def test_success_clears_the_lease_and_records_result_and_history() -> None:

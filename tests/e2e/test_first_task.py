@@ -136,7 +136,9 @@ def test_lease_api_refuses_malformed_calls_and_unknown_leases(worker: str) -> No
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                worker + route, data=body, headers={"Content-Type": "application/json"}
+                worker + route,
+                data=body,
+                headers={"Content-Type": "application/json", "Taskmill-Worker": "w"},
             ) as response,
         ):
             return response.status, await response.json()

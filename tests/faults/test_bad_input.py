@@ -207,7 +207,7 @@ def test_a_completion_for_a_lease_never_granted_is_refused(stack: Stack) -> None
     request = urllib.request.Request(
         f"{stack.url}/v1/complete",
         data=body.encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Taskmill-Worker": "w"},
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as refused:

@@ -4,6 +4,7 @@ shipped Argo CD health checks, on objects the operator has written."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,58 @@ def test_tasks_read_as_in_progress_current_or_failed_as_their_phase_says(
         "stopped": "Healthy",
     }
     crds.kubectl("delete", "-n", namespace, "tasks.taskmill.dev/busy", "--wait=false")
+
+
+def crontask(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "taskmill.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name},
+        "spec": {"schedule": "@hourly", "taskTemplate": {"spec": {"type": "echo"}}, **spec},
+    }
+
+
+def test_a_crontask_that_cannot_fire_reads_as_failed_and_shows_it_in_kubectl_get(
+    crds: ControlPlane, operator: str, namespace: str, kstatus_command: Path
+) -> None:
+    apply(crds, namespace, crontask("hourly"))
+    apply(crds, namespace, crontask("lost", timeZone="Mars/Olympus"))
+    apply(
+        crds,
+        namespace,
+        {
+            "apiVersion": "taskmill.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": "q"},
+            "spec": {},
+        },
+    )
+
+    def crontasks() -> dict[str, dict[str, Any]]:
+        out = crds.kubectl("get", "-n", namespace, "crontasks.taskmill.dev", "-o", "json").stdout
+        return {i["metadata"]["name"]: i for i in json.loads(out)["items"]}
+
+    deadline = time.monotonic() + 30
+    while not all(c.get("status", {}).get("conditions") for c in crontasks().values()):
+        assert time.monotonic() < deadline, "the operator wrote no CronTask conditions"
+        time.sleep(0.2)
+    queue = json.loads(
+        crds.kubectl("get", "-n", namespace, "taskqueues.taskmill.dev/q", "-o", "json").stdout
+    )
+    found = crontasks()
+    verdicts = kstatus.compute(kstatus_command, [found["hourly"], found["lost"], queue])
+    assert {name: status for name, (status, _) in verdicts.items()} == {
+        "hourly": "Current",
+        "lost": "Failed",
+        "q": "Current",
+    }
+    assert "Mars/Olympus" in verdicts["lost"][1]
+    assert health("CronTask", found["lost"])[0] == "Degraded"
+    assert health("CronTask", found["hourly"])[0] == "Healthy"
+    table = crds.kubectl("get", "-n", namespace, "crontasks.taskmill.dev").stdout.splitlines()
+    # Columns are aligned: the value starts where its heading does.
+    valid = table[0].index("VALID")
+    assert {row.split()[0]: row[valid:].split()[0] for row in table[1:]} == {
+        "hourly": "True",
+        "lost": "False",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,8 @@ from taskmill.testing.controlplane import ControlPlane
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "taskmill"
 HANDLERS = ["--set", "worker.handlers={examples.handlers}"]
+#: chart-testing style value files: each must lint, render and install.
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 
 class HelmError(subprocess.CalledProcessError):
@@ -69,3 +72,49 @@ def one(docs: Iterable[Mapping[str, Any]], kind: str, name: str | None = None) -
     found = find(docs, kind, name)
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
+
+
+#: The Prometheus Operator kinds the chart can create, as schemaless CRDs: the
+#: API server then stores them like the real ones (group, version, kind,
+#: namespaced), without this repository copying the operator's schemas.
+MONITORING_KINDS = {
+    "ServiceMonitor": "servicemonitors",
+    "PodMonitor": "podmonitors",
+    "PrometheusRule": "prometheusrules",
+}
+
+
+def install_monitoring_crds(plane: ControlPlane) -> None:
+    """Apply (idempotently) stand-ins for the monitoring.coreos.com/v1 CRDs."""
+    for kind, plural in MONITORING_KINDS.items():
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+            "spec": {
+                "group": "monitoring.coreos.com",
+                "scope": "Namespaced",
+                "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+        plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(crd))
+    for plural in MONITORING_KINDS.values():
+        plane.kubectl(
+            "wait",
+            f"crd/{plural}.monitoring.coreos.com",
+            "--for=condition=Established",
+            "--timeout=60s",
+        )

@@ -14,12 +14,21 @@ them and ``helm uninstall`` leaves them and the Tasks in place.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from taskmill.testing.controlplane import ControlPlane
-from tests.helm.chart import CHART, HANDLERS, helm
+from tests.helm.chart import (
+    CHART,
+    CI_VALUES,
+    HANDLERS,
+    MONITORING_KINDS,
+    helm,
+    install_monitoring_crds,
+)
 
 CRD_NAMES = ("tasks.taskmill.dev", "crontasks.taskmill.dev", "taskqueues.taskmill.dev")
 
@@ -49,6 +58,9 @@ def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: st
     # NOTES.txt tells the user the next step.
     assert f"get lease {prefix}-leader" in notes
     assert "kubectl wait tasks.taskmill.dev/hello" in notes
+    # With the stock example handlers, the note's Task is one they run.
+    assert "spec: {type: echo, payload: {hello: taskmill}}" in notes
+    assert "examples/worker-image" in notes
     assert "install the Task, CronTask and TaskQueue CRDs yourself" in notes
 
     operator = get(plane, "-n", namespace, "deployment", f"{prefix}-operator")
@@ -115,7 +127,9 @@ def test_install_upgrade_uninstall(crds: ControlPlane, namespace: str, scope: st
         assert not exists(plane, "clusterrole", cluster_role)
 
 
-def test_install_with_quota_and_values_file(crds: ControlPlane, namespace: str, tmp_path) -> None:
+def test_install_with_quota_and_values_file(
+    crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
         "crds: {enabled: false}\n"
@@ -201,3 +215,52 @@ def test_chart_owns_crds_upgrades_them_and_keeps_them(crds: ControlPlane, namesp
         assert exists(plane, "crd", name)
     assert exists(plane, "-n", namespace, "tasks.taskmill.dev", "survivor")
     assert not exists(plane, "-n", namespace, "deployment", f"{release}-taskmill-operator")
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_ci_values_install(crds: ControlPlane, namespace: str, values: Path) -> None:
+    # chart-testing's contract: each ci/*-values.yaml installs. The session
+    # owns the CRDs, so the release must not.
+    plane, release = crds, "tmci"
+    install_monitoring_crds(plane)
+    helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "-f",
+        str(values),
+        "--set",
+        "crds.enabled=false",
+        "--wait=false",
+        plane=plane,
+    )
+    status = json.loads(helm("status", release, "-n", namespace, "-o", "json", plane=plane).stdout)
+    assert status["info"]["status"] == "deployed"
+    rendered = [
+        d
+        for d in yaml.safe_load_all(
+            helm(
+                "template",
+                release,
+                str(CHART),
+                "-n",
+                namespace,
+                "-f",
+                str(values),
+                "--set",
+                "crds.enabled=false",
+            ).stdout
+        )
+        if d
+    ]
+    # Everything rendered (monitoring objects included) is on the server.
+    for doc in rendered:
+        ns = doc["metadata"].get("namespace")
+        where = ["-n", ns] if ns else []
+        kind = doc["kind"].lower()
+        if doc["apiVersion"].startswith("monitoring.coreos.com"):
+            kind = f"{MONITORING_KINDS[doc['kind']]}.monitoring.coreos.com"
+        assert exists(plane, *where, kind, doc["metadata"]["name"]), doc["kind"]
+    helm("uninstall", release, "-n", namespace, plane=plane)

@@ -36,9 +36,22 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     assert int(uid) != 0
 
 
-def test_base_image_is_pinned_to_a_version() -> None:
+def test_base_image_is_pinned_to_a_version_and_a_digest() -> None:
     (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", DOCKERFILE, re.MULTILINE)
-    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}", base), base
+    assert "imagetools inspect" in DOCKERFILE, "say how to update the digest"
+
+
+def test_byte_code_is_compiled_at_build_time_and_kept() -> None:
+    # The root filesystem is read-only at run time: .pyc files must come
+    # with the image, for the venv and the base image's standard library.
+    assert not re.search(r"-name\s+'?(__pycache__|\*\.pyc)", DOCKERFILE)
+    assert "--no-compile" not in DOCKERFILE
+    compiles = re.findall(r"python -m compileall ([^\n]+)", DOCKERFILE)
+    assert any("/opt/taskmill" in c for c in compiles), compiles
+    assert any("stdlib" in c for c in compiles) or "sysconfig" in DOCKERFILE, compiles
+    for line in compiles:
+        assert "--invalidation-mode unchecked-hash" in line, line
 
 
 def test_every_dependency_is_pinned() -> None:

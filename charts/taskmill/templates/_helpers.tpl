@@ -83,3 +83,32 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "taskmill.leaseUrl" -}}
 {{- printf "http://%s.%s.svc:%d" (include "taskmill.fullname" .) .Release.Namespace (int .Values.leaseApi.port) }}
 {{- end }}
+
+{{/* Refuse leader-election timings the operator would refuse at start
+(LeaderElector: retry < renew deadline < lease duration), so the mistake
+shows at install, not as a crash-looping Deployment. */}}
+{{- define "taskmill.validateLeaderElection" -}}
+{{- with .Values.operator.leaderElection }}
+{{- if .enabled }}
+{{- if ge (float64 .renewDeadlineSeconds) (float64 .leaseDurationSeconds) }}
+{{- fail (printf "operator.leaderElection: renewDeadlineSeconds (%v) must be less than leaseDurationSeconds (%v), or a standby could take over while the leader still dispatches" .renewDeadlineSeconds .leaseDurationSeconds) }}
+{{- end }}
+{{- if ge (float64 .retryPeriodSeconds) (float64 .renewDeadlineSeconds) }}
+{{- fail (printf "operator.leaderElection: retryPeriodSeconds (%v) must be less than renewDeadlineSeconds (%v), or the leader could not renew even once before stepping down" .retryPeriodSeconds .renewDeadlineSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The NetworkPolicyPeer of the metrics scraper (monitoring.scraper). */}}
+{{- define "taskmill.scraperPeer" -}}
+- namespaceSelector:
+    {{- toYaml .Values.monitoring.scraper.namespaceSelector | nindent 4 }}
+  podSelector:
+    {{- toYaml .Values.monitoring.scraper.podSelector | nindent 4 }}
+{{- end }}
+
+{{/* Label matchers picking this release's operator series in alert rules. */}}
+{{- define "taskmill.operatorSeries" -}}
+{{- default (printf "job=%q" (include "taskmill.fullname" .)) .Values.monitoring.prometheusRule.selector }}
+{{- end }}

@@ -53,6 +53,37 @@ from taskmill import logs
     "system:serviceaccount:NS:SA (repeatable).",
 )
 @click.option(
+    "--token-reviews-per-second",
+    default=20.0,
+    show_default=True,
+    help="TokenReviews a second at most for tokens not seen before (bursts of 5x); "
+    "beyond it such calls get 503 and retry.",
+)
+@click.option(
+    "--lease-header-timeout-seconds",
+    default=10.0,
+    show_default=True,
+    help="A new lease-API connection must send its first request's headers within this.",
+)
+@click.option(
+    "--lease-body-timeout-seconds",
+    default=30.0,
+    show_default=True,
+    help="A lease-API request body must arrive within this after its headers (else 408).",
+)
+@click.option(
+    "--lease-idle-timeout-seconds",
+    default=30.0,
+    show_default=True,
+    help="Close a lease-API connection idle this long.",
+)
+@click.option(
+    "--lease-max-connections-per-address",
+    default=256,
+    show_default=True,
+    help="Open lease-API connections per client address; more are refused with 503.",
+)
+@click.option(
     "--leader-elect/--no-leader-elect",
     default=False,
     show_default=True,
@@ -87,6 +118,11 @@ def operator_command(
     no_worker_after_seconds: float,
     auth_audience: str | None,
     worker_identities: tuple[str, ...],
+    token_reviews_per_second: float,
+    lease_header_timeout_seconds: float,
+    lease_body_timeout_seconds: float,
+    lease_idle_timeout_seconds: float,
+    lease_max_connections_per_address: int,
     leader_elect: bool,
     leader_election_name: str,
     leader_election_namespace: str,
@@ -109,6 +145,12 @@ def operator_command(
         no_worker_after_seconds=no_worker_after_seconds,
         auth_audience=auth_audience or None,
         worker_identities=worker_identities,
+        token_reviews_per_second=token_reviews_per_second,
+        token_reviews_burst=max(1, round(token_reviews_per_second * 5)),
+        lease_header_timeout_seconds=lease_header_timeout_seconds,
+        lease_body_timeout_seconds=lease_body_timeout_seconds,
+        lease_idle_timeout_seconds=lease_idle_timeout_seconds,
+        lease_max_connections_per_address=lease_max_connections_per_address,
         leader_lease=(leader_election_namespace, leader_election_name) if leader_elect else None,
         leader_identity=leader_election_identity,
         leader_lease_seconds=leader_election_lease_seconds,

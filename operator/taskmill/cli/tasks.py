@@ -378,10 +378,13 @@ def cancel(
     with make_client(namespace, kubeconfig, kube_context) as client:
         if by_selection:
             listed = client.list_raw(all_namespaces=all_namespaces, selector=selector)
+            # A Task already asked to stop is on its way to Cancelled: asking
+            # again would do nothing.
             targets = [
                 (o["metadata"]["namespace"], o["metadata"]["name"])
                 for o in listed["items"]
                 if out.status_of(o).get("phase") not in FINISHED
+                and not (o.get("spec") or {}).get("cancel")
             ]
             if not targets:
                 click.echo("No unfinished Tasks found.", err=True)

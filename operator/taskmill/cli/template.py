@@ -19,7 +19,7 @@ is on by default there) a path that matches nothing prints nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,25 +142,9 @@ def _render(nodes: Sequence[Node], root: Any, current: Any, parts: list[str]) ->
 def _action_end(source: str, pos: int) -> int:
     """The index of the ``}`` closing the action that starts at ``pos``
     (braces inside quotes, brackets or parentheses do not count)."""
-    depth = 0
-    quote = ""
-    i = pos
-    while i < len(source):
-        char = source[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "[(":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif char == "}" and depth <= 0:
+    for i, char, depth in _unquoted(source, pos):
+        if char == "}" and depth <= 0:
             return i
-        i += 1
     raise TemplateError(f"unclosed action at column {pos}: {source[pos - 1 :]!r}")
 
 
@@ -217,11 +201,20 @@ def _quoted(key: str) -> str:
 
 
 def _bracket_end(path: str, start: int) -> int:
+    for i, char, depth in _unquoted(path, start):
+        if char in ")]" and depth == 0:
+            return i + 1
+    return len(path)
+
+
+def _unquoted(text: str, start: int) -> Iterator[tuple[int, str, int]]:
+    """Each character of ``text`` from ``start`` that is outside quotes, with
+    the bracket and parenthesis depth after it (a backslash escapes in quotes)."""
     depth = 0
     quote = ""
     i = start
-    while i < len(path):
-        char = path[i]
+    while i < len(text):
+        char = text[i]
         if quote:
             if char == "\\":
                 i += 1
@@ -229,11 +222,10 @@ def _bracket_end(path: str, start: int) -> int:
                 quote = ""
         elif char in "\"'":
             quote = char
-        elif char in "[(":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        else:
+            if char in "[(":
+                depth += 1
+            elif char in ")]":
+                depth -= 1
+            yield i, char, depth
         i += 1
-    return len(path)

@@ -62,7 +62,7 @@ from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.crontask import ConcurrencyPolicy
 from taskmill.models.resources import CronTask, Task
-from taskmill.models.task import Phase
+from taskmill.models.task import CONDITION_READY, CONDITION_STALLED, Phase
 
 log = logging.getLogger(__name__)
 
@@ -525,8 +525,14 @@ class CronController:
                 self._not_computable(record, exc)
         error = record.error
         valid = ("False", str(error.reason), error.message) if error else ("True", "Valid", "")
+        # Ready and Stalled are kstatus' (Flux, cli-utils): a CronTask that
+        # cannot fire is a failure that needs a person, not work in progress.
+        wanted = [(CONDITION_SCHEDULE_VALID, *valid), (CONDITION_READY, *valid)]
+        if error:
+            wanted.append((CONDITION_STALLED, "True", str(error.reason), error.message))
         status["conditions"] = [
-            _condition(current, crontask, CONDITION_SCHEDULE_VALID, *valid, self.clock)
+            _condition(current, crontask, type_, value, reason, message, self.clock)
+            for type_, value, reason, message in wanted
         ]
         return status
 

@@ -44,6 +44,7 @@ from taskmill.models.lease import (
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
+    Holder,
     LeasedTask,
     LeaseRequest,
     Outcome,
@@ -484,6 +485,7 @@ class Engine:
                 key=record.key,
                 uid=record.uid,
                 worker=status.lease.worker,
+                holder=status.lease.holder,
                 attempt=max(status.attempts, 1),
                 started_at=started,
                 expires_at=max(to_timestamp(status.lease.expires_at), now + lease_seconds),
@@ -513,8 +515,9 @@ class Engine:
 
     # ------------------------------------------------------------------ lease API
 
-    async def lease(self, request: LeaseRequest) -> list[LeasedTask]:
-        """Long-poll: return as soon as at least one Task is leased, or [] at the deadline."""
+    async def lease(self, request: LeaseRequest, holder: Holder) -> list[LeasedTask]:
+        """Long-poll: return as soon as at least one Task is leased (to ``holder``),
+        or [] at the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.wait_seconds
         while True:
@@ -528,7 +531,7 @@ class Engine:
             writable = self.writer.outage.open(now)
             items = self.dispatcher.take(request.types, request.max, now) if writable else []
             if items:
-                granting = asyncio.gather(*(self._grant(i, request.worker) for i in items))
+                granting = asyncio.gather(*(self._grant(i, holder) for i in items))
                 try:
                     # Shielded: a worker hanging up mid-grant must not leave
                     # leases recorded that nobody will ever hear of.
@@ -558,7 +561,7 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)
 
-    async def _grant(self, item: Candidate, worker: str) -> LeasedTask | None:
+    async def _grant(self, item: Candidate, holder: Holder) -> LeasedTask | None:
         record = self.records.get(item.key)
         if record is None:
             return None
@@ -581,7 +584,8 @@ class Engine:
             id=uuid.uuid4().hex,
             key=item.key,
             uid=record.uid,
-            worker=worker,
+            worker=holder.worker,
+            holder=holder.identity,
             attempt=record.status.attempts + 1,
             started_at=now,
             expires_at=now + lease_seconds,
@@ -635,12 +639,16 @@ class Engine:
                 lease, lambda status: transitions.released(status, lease, self.clock.now())
             )
 
-    def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse:
+    @staticmethod
+    def _held_by(lease: LeaseInfo, holder: Holder) -> bool:
+        return lease.worker == holder.worker and lease.holder == holder.identity
+
+    def heartbeat(self, request: HeartbeatRequest, holder: Holder) -> HeartbeatResponse:
         now = self.clock.now()
         if request.lease_id in self._cancelled:
             return HeartbeatResponse(expires_at=to_datetime(now), cancel=True)
         lease = self.leases.get(request.lease_id)
-        if lease is None or (worker is not None and lease.worker != worker):
+        if lease is None or not self._held_by(lease, holder):
             raise LeaseConflict(request.lease_id)
         lease = self.leases.heartbeat(request.lease_id, now)
         assert lease is not None
@@ -662,7 +670,7 @@ class Engine:
                 continue  # the attempt ended meanwhile: its progress no longer matters
             self._spawn(self._write_quietly(record, {"progress": progress}))
 
-    async def complete(self, request: CompleteRequest, worker: str | None) -> None:
+    async def complete(self, request: CompleteRequest, holder: Holder) -> None:
         """End an attempt as its worker reports. Raises :class:`LeaseConflict`
         when the lease is not current, :class:`ApiUnavailable` while the API
         server takes no writes (the worker keeps the outcome and retries)."""
@@ -670,7 +678,7 @@ class Engine:
         if not self.writer.outage.open(now):
             raise ApiUnavailable(self.writer.outage.retry_at - now)
         lease = self.leases.get(request.lease_id)
-        foreign = lease is not None and worker is not None and lease.worker != worker
+        foreign = lease is not None and not self._held_by(lease, holder)
         if lease is None or foreign or lease.id in self._completing:
             if self._cancelled.pop(request.lease_id, None) is not None:
                 return  # the Task was cancelled meanwhile; the outcome no longer matters
@@ -981,6 +989,11 @@ class Engine:
         """Say so on Pending Tasks whose type no worker has asked for lately."""
         horizon = self.settings.no_worker_after_seconds
         now_mono = time.monotonic()
+        # An entry older than the horizon says no more than a missing one:
+        # dropping them bounds the map by the types asked for in one horizon,
+        # however many made-up types lease calls name.
+        for type_ in [t for t, at in self._wanted.items() if now_mono - at >= horizon]:
+            del self._wanted[type_]
         if now_mono - self._started < horizon:
             return  # workers may not have reconnected yet
         now = self.clock.now()

@@ -43,6 +43,7 @@ from taskmill.controller.settings import OperatorSettings
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import ApiError, KubeClient
 from taskmill.kube.exec_plugin import ExecCredential
+from taskmill.leaseapi import connections
 from taskmill.leaseapi.auth import TokenReviewAuthenticator
 from taskmill.leaseapi.server import build_app
 from taskmill.models.base import GROUP, VERSION
@@ -223,6 +224,12 @@ async def _keep_leading(
         stop.set()  # and kopf's watches end
 
 
+async def _stop_serving(listener: asyncio.Server, runner: web.AppRunner) -> None:
+    listener.close()  # no new connections
+    await runner.cleanup()  # ends the open ones
+    await listener.wait_closed()
+
+
 async def run(
     settings: OperatorSettings,
     *,
@@ -264,7 +271,15 @@ async def run(
             audience=settings.auth_audience,
             workers=settings.worker_identities,
             cache_seconds=settings.token_cache_seconds,
+            reviews_per_second=settings.token_reviews_per_second,
+            reviews_burst=settings.token_reviews_burst,
         )
+    limits = connections.ConnectionLimits(
+        header_timeout_seconds=settings.lease_header_timeout_seconds,
+        body_timeout_seconds=settings.lease_body_timeout_seconds,
+        idle_timeout_seconds=settings.lease_idle_timeout_seconds,
+        max_connections_per_address=settings.lease_max_connections_per_address,
+    )
     #: The loops dispatching depends on: should one end, the replica is not
     #: Ready (and the operator stops, so that it is started again).
     loops: list[asyncio.Task[Any]] = []
@@ -278,13 +293,19 @@ async def run(
         serving=leading,
         synced=lambda: engine.synced,
         extra_routes=metrics.install,
+        body_timeout_seconds=limits.body_timeout_seconds,
     )
     # handler_cancellation: a worker that hangs up (killed, restarted) ends its
     # long poll, so no Task is leased to a connection nobody reads.
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        keepalive_timeout=limits.idle_timeout_seconds,
+        lingering_time=connections.LINGER_SECONDS,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.lease_host, settings.lease_port, reuse_address=True)
-    await site.start()
+    listener, _ = await connections.listen(runner, settings.lease_host, settings.lease_port, limits)
     log.info(
         "lease API listening on %s:%d (pid %d)",
         settings.lease_host,
@@ -292,7 +313,7 @@ async def run(
         os.getpid(),
     )
     if elector is not None and not await elector.acquire(stop):
-        await runner.cleanup()
+        await _stop_serving(listener, runner)
         await client.close()
         return
     informer = TaskInformer(
@@ -332,7 +353,7 @@ async def run(
             timers, watching, *([keeper] if keeper else []), return_exceptions=True
         )
         await engine.close()
-        await runner.cleanup()
+        await _stop_serving(listener, runner)
         if elector is not None and not elector.lost.is_set():
             await elector.release()
         await client.close()

@@ -12,6 +12,13 @@ class OperatorSettings:
     #: Address and port of the lease API (workers connect here).
     lease_host: str = "0.0.0.0"
     lease_port: int = 8080
+    #: What one client connection of the lease API may hold: header, body
+    #: and idle timeouts, and connections per source address (see
+    #: :mod:`taskmill.leaseapi.connections`).
+    lease_header_timeout_seconds: float = 10.0
+    lease_body_timeout_seconds: float = 30.0
+    lease_idle_timeout_seconds: float = 30.0
+    lease_max_connections_per_address: int = 256
     #: Lease duration when the Task's queue does not set one.
     lease_seconds: float = 30.0
     #: How often workers are asked to heartbeat, as a fraction of the lease.
@@ -35,6 +42,11 @@ class OperatorSettings:
     worker_identities: tuple[str, ...] = ()
     #: How long a TokenReview answer is reused for the same token.
     token_cache_seconds: float = 60.0
+    #: TokenReviews a second at most for tokens not accepted before (bursts of
+    #: ``token_reviews_burst``); more unknown tokens get 503 and retry. Tokens
+    #: already accepted are checked again whenever their answer expires.
+    token_reviews_per_second: float = 20.0
+    token_reviews_burst: int = 100
     #: Run only while holding this ``coordination.k8s.io/v1`` Lease
     #: (``namespace/name``); None: no leader election (a single replica).
     leader_lease: tuple[str, str] | None = None

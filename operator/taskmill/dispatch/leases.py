@@ -30,6 +30,11 @@ class LeaseInfo:
     #: ``timeoutSeconds`` plus one lease period): a worker that keeps a hung
     #: handler's heartbeat going still loses the lease.
     deadline: float = float("inf")
+    #: The authenticated identity it was granted to (see
+    #: :class:`taskmill.models.lease.Holder`); None when the lease API does
+    #: not authenticate. Only the same ``(worker, holder)`` may heartbeat or
+    #: complete it.
+    holder: str | None = None
 
 
 class LeaseBook:

@@ -65,6 +65,8 @@ def leased(status: TaskStatus | None, lease: LeaseInfo) -> StatusPatch:
             "id": lease.id,
             "expiresAt": iso(lease.expires_at),
             "startedAt": iso(lease.started_at),
+            # Persisted so a restarted operator still knows who may complete it.
+            "holder": lease.holder,
         },
         "reason": None,
         "message": None,

@@ -10,20 +10,36 @@ operator asks the API server about it (``POST
   ``status.audiences`` lacks ours → :class:`Unauthenticated` (HTTP 401);
 - a valid token of an identity that is not a configured worker
   (``system:serviceaccount:<ns>:<name>``) → :class:`Forbidden` (HTTP 403);
-- the API server cannot be asked → :class:`AuthUnavailable` (HTTP 503: the
-  worker retries; nothing is leased unauthenticated).
+- the API server cannot be asked, or too many unknown tokens arrive at once
+  → :class:`AuthUnavailable` (HTTP 503: the worker retries; nothing is
+  leased unauthenticated).
 
 A token bound to a pod (the projected tokens the chart mounts) also names
 the pod (``status.user.extra["authentication.kubernetes.io/pod-name"]``):
-the server then uses that pod name as the lease holder, so a worker can only
+the server then uses that pod name as the worker's name, and
+``<user>/<pod>`` as the lease holder's identity, so a worker can only
 heartbeat or complete leases its own pod holds, whatever it claims in the
-``Taskmill-Worker`` header or the request body.
+``Taskmill-Worker`` header or the request body. An unbound token's holder
+is its user and the worker name it leased under: another ServiceAccount
+can never act on its leases, but every holder of that same token can, so
+per-pod isolation needs pod-bound tokens.
 
-Answers are cached by the token's SHA-256 for ``cache_seconds`` (60 s;
-rejections for at most 5 s, so a token that was not yet valid is not
-refused for long), in a bounded LRU, so a worker's steady stream of lease,
-heartbeat and complete calls costs one TokenReview a minute, not one per
-call. Concurrent calls with the same uncached token share one review.
+Before any TokenReview, :mod:`taskmill.leaseapi.tokenshape` refuses (401)
+what cannot be a ServiceAccount token for our audience: not a JWT, no
+issuer, another audience, expired by its own ``exp``. That costs
+microseconds and no API request.
+
+Answers are cached by the token's SHA-256 for ``cache_seconds`` (60 s), so a
+worker's steady stream of lease, heartbeat and complete calls costs one
+TokenReview a minute, not one per call. Accepted tokens (an LRU of
+``cache_size``) and rejected ones (a separate LRU of
+``rejection_cache_size``, each kept at most 5 s, so a token that was not yet
+valid is not refused for long) are cached apart: rejections never evict a
+worker's entry. Concurrent calls with the same uncached token share one
+review. Tokens never accepted before are reviewed at most
+``reviews_per_second`` a second (bursts of ``reviews_burst``); beyond that
+they get 503 ``AuthUnavailable`` and retry, while tokens already known to be
+good are checked again whenever their answer expires.
 
 Auth is off unless the operator is started with ``--auth-audience``
 (``taskmill dev`` and most tests run without it); the Helm chart turns it on.
@@ -42,7 +58,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from taskmill.dispatch.tokenbucket import TokenBucket
 from taskmill.kube.client import ApiError, KubeClient, path
+from taskmill.leaseapi import tokenshape
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +87,8 @@ class Forbidden(AuthError):
 
 
 class AuthUnavailable(AuthError):
-    """The token could not be checked (API server unreachable or refusing)."""
+    """The token could not be checked (API server unreachable or refusing, or
+    too many unknown tokens at once); the caller should retry."""
 
     status = 503
     code = "AuthUnavailable"
@@ -87,9 +106,12 @@ class Caller:
     #: The pod its token is bound to, if any.
     pod: str | None = None
 
-    def holder(self, claimed: str | None) -> str | None:
-        """The lease-holder identity: the token's pod when known, else what the worker claims."""
-        return self.pod or claimed
+    @property
+    def identity(self) -> str:
+        """Who a lease granted to this caller belongs to: the user, and its pod
+        when the token is bound to one, so neither an unbound token of the same
+        ServiceAccount nor another pod can act as that pod."""
+        return f"{self.user}/{self.pod}" if self.pod else self.user
 
 
 class Authenticator(Protocol):
@@ -125,27 +147,49 @@ class TokenReviewAuthenticator:
         workers: Iterable[str],
         cache_seconds: float = 60.0,
         cache_size: int = 1024,
+        rejection_cache_size: int = 256,
+        reviews_per_second: float = 20.0,
+        reviews_burst: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.audience = audience
         self.workers = frozenset(workers)
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
+        self.rejection_cache_size = rejection_cache_size
         self.clock = clock
+        self.wall_clock = wall_clock
         self.reviews = 0  # TokenReviews sent, for tests and metrics
-        self._cache: OrderedDict[str, _Verdict] = OrderedDict()
+        #: Calls refused without a TokenReview: not token-shaped, or over budget.
+        self.refused_unreviewed = 0
+        # Accepted and rejected tokens live apart: a flood of bad tokens
+        # cycles through the small rejection cache and cannot evict workers.
+        self._accepted: OrderedDict[str, _Verdict] = OrderedDict()
+        self._rejected: OrderedDict[str, _Verdict] = OrderedDict()
+        self._budget = TokenBucket.full(reviews_per_second, reviews_burst, clock())
         self._pending: dict[str, asyncio.Future[_Verdict]] = {}
 
     async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
+        reason = tokenshape.implausible(token, audience=self.audience, now=self.wall_clock())
+        if reason is not None:
+            self.refused_unreviewed += 1
+            raise Unauthenticated(f"invalid token: {reason}")
         key = hashlib.sha256(token.encode()).hexdigest()
-        verdict = self._cached(key)
+        verdict, known = self._cached(key)
         if verdict is None:
             pending = self._pending.get(key)
             if pending is not None:
                 verdict = await asyncio.shield(pending)
             else:
+                # A token accepted before (its answer just went stale) is
+                # checked again at once; unknown ones share a budget, so
+                # well-shaped garbage costs the API server a bounded rate.
+                if not known and not self._budget.take(self.clock()):
+                    self.refused_unreviewed += 1
+                    raise AuthUnavailable("too many unknown tokens to check right now; retry")
                 future: asyncio.Future[_Verdict] = asyncio.get_running_loop().create_future()
                 self._pending[key] = future
                 try:
@@ -164,21 +208,33 @@ class TokenReviewAuthenticator:
             raise Forbidden(f"{verdict.caller.user} is not an allowed worker identity")
         return verdict.caller
 
-    def _cached(self, key: str) -> _Verdict | None:
-        verdict = self._cache.get(key)
-        if verdict is None:
-            return None
-        if verdict.expires <= self.clock():
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return verdict
+    def _cached(self, key: str) -> tuple[_Verdict | None, bool]:
+        """The fresh verdict on a token, if any, and whether it was accepted before."""
+        now = self.clock()
+        accepted = self._accepted.get(key)
+        if accepted is not None:
+            self._accepted.move_to_end(key)
+            # A stale acceptance stays (until the LRU drops it) to mark the
+            # token as known, but it is never used past its expiry.
+            return (accepted if accepted.expires > now else None), True
+        rejected = self._rejected.get(key)
+        if rejected is not None:
+            if rejected.expires > now:
+                return rejected, False
+            del self._rejected[key]
+        return None, False
 
     def _remember(self, key: str, verdict: _Verdict) -> None:
-        self._cache[key] = verdict
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if verdict.caller is not None:
+            cache, size = self._accepted, self.cache_size
+            self._rejected.pop(key, None)
+        else:
+            cache, size = self._rejected, self.rejection_cache_size
+            self._accepted.pop(key, None)  # revoked: no longer known-good
+        cache[key] = verdict
+        cache.move_to_end(key)
+        while len(cache) > size:
+            cache.popitem(last=False)
 
     async def _review(self, token: str) -> _Verdict:
         self.reviews += 1

@@ -27,6 +27,21 @@ ROUTES: tuple[tuple[str, str, type[BaseModel], type[BaseModel] | None], ...] = (
 )
 
 
+#: Every error a lease route can answer, whatever the route (409 is added for
+#: the routes that name a lease). The server answers each with an ErrorBody.
+_ERRORS = {
+    "400": "Malformed request: not JSON, a field out of its schema, an unknown key, or"
+    " (MissingWorker) no worker name on a call that needs one",
+    "401": "No valid token (when the operator authenticates workers)",
+    "403": "The token's identity is not an allowed worker",
+    "408": "The body did not arrive within the body timeout; the connection is closed",
+    "413": "The body is larger than the limit (1 MiB)",
+    "500": "An unexpected error, logged by the operator; nothing was changed",
+    "503": "A standby replica, an operator still loading Tasks, an API server that takes"
+    " no writes now, or a token that could not be checked now; retry (Retry-After)",
+}
+
+
 def document(version: str) -> dict[str, Any]:
     models: list[type[BaseModel]] = [wire.ErrorBody]
     for _, _, request, response in ROUTES:
@@ -39,30 +54,40 @@ def document(version: str) -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     error = {"$ref": "#/components/schemas/ErrorBody"}
+    worker_header = {
+        "name": wire.WORKER_HEADER,
+        "in": "header",
+        "description": "The calling worker's name (400 MissingWorker without it; a pod-bound"
+        " token's pod name takes its place). Only the holder a lease was granted to may act"
+        " on it (409 otherwise).",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": wire.MAX_WORKER_CHARS,
+            "pattern": wire.WORKER_NAME,
+        },
+    }
     paths: dict[str, Any] = {}
     for route, summary, request, response in ROUTES:
-        responses: dict[str, Any] = {
-            "400": _json("Malformed request", error),
-            "409": _json("The lease is not current (expired, foreign or completed)", error),
-            "401": _json("No valid token (when the operator authenticates workers)", error),
-            "403": _json("The token's identity is not an allowed worker", error),
-            "503": _json(
-                "A standby replica, an operator still loading Tasks, an API server that"
-                " takes no writes now, or a token that could not be checked; retry",
+        responses: dict[str, Any] = {code: _json(text, error) for code, text in _ERRORS.items()}
+        if route != "/v1/lease":
+            responses["409"] = _json(
+                "The lease is not current (expired, foreign or completed), or the caller is"
+                " not its holder",
                 error,
-            ),
-        }
+            )
         if response is not None:
             ref = {"$ref": f"#/components/schemas/{response.__name__}"}
             responses["200"] = _json("OK", ref)
         else:
             responses["204"] = {"description": "Recorded"}
-        if route == "/v1/lease":
-            del responses["409"]
         paths[route] = {
             "post": {
                 "summary": summary,
                 "operationId": route.rsplit("/", 1)[-1],
+                # The lease call names its worker in the body; the others must
+                # say who they are, to be checked against the lease's holder.
+                "parameters": [worker_header | {"required": route != "/v1/lease"}],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -71,9 +96,21 @@ def document(version: str) -> dict[str, Any]:
                         }
                     },
                 },
-                "responses": responses,
+                "responses": dict(sorted(responses.items())),
             }
         }
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    paths["/healthz"] = _probe("The process is up", {"200": {"description": "ok", "content": text}})
+    paths["/readyz"] = _probe(
+        "Ready to serve: leading, Tasks loaded",
+        {
+            "200": {"description": "ok", "content": text},
+            "503": {"description": "not ready", "content": text},
+        },
+    )
+    paths["/openapi.json"] = _probe(
+        "This document", {"200": _json("The OpenAPI document", {"type": "object"})}
+    )
     return {
         "openapi": "3.1.0",
         "info": {"title": "Taskmill lease API", "version": version},
@@ -90,6 +127,11 @@ def document(version: str) -> dict[str, Any]:
         },
         "security": [{}, {"serviceAccountToken": []}],
     }
+
+
+def _probe(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A GET route that needs no token."""
+    return {"get": {"summary": summary, "security": [], "responses": responses}}
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,31 @@
 """HTTP routes of the lease API (aiohttp), in front of the operator's engine.
 
-Every request body is validated against the wire models: anything malformed
-is a 400 naming the field, a lease that is not current is a 409, and an
-unexpected error is a logged 500. No request can stop the operator.
+Every request body is validated strictly against the wire models: anything
+malformed is a 400 naming the field, a lease that is not current (or not the
+caller's) is a 409, a body over 1 MiB a 413 and one that does not arrive
+within the body timeout a 408; an unexpected error is a logged 500. Bodies
+are read only after the caller's token was checked. Every status is declared
+in the OpenAPI document (:mod:`taskmill.leaseapi.openapi`), and the
+connection limits in front of all this are :mod:`taskmill.leaseapi.connections`.
+No request can stop the operator.
 
-With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the three
-lease routes first check the caller's token: 401 without a valid one, 403 for
-an identity that is not an allowed worker; a pod-bound token's pod is the
-lease holder (see :class:`~taskmill.leaseapi.auth.Caller`). With ``serving``
-returning False
-(a standby replica under leader election) they answer 503 ``NotLeader``;
-``/healthz``, ``/readyz`` and ``/openapi.json`` never need a token.
+With an ``authenticate`` callback (:mod:`taskmill.leaseapi.auth`) the lease
+routes first check the caller's token: 401 without a valid one, 403 for an
+identity that is not an allowed worker. Every lease is granted to a
+:class:`~taskmill.models.lease.Holder` and only that holder may heartbeat or
+complete it: the worker name (a pod-bound token's pod, else the leasing
+request's ``worker`` and then the ``Taskmill-Worker`` header, which those
+calls must send) together with the token's identity. With ``serving``
+returning False (a standby replica under leader election) they answer 503
+``NotLeader``; ``/healthz``, ``/readyz`` and ``/openapi.json`` never need a
+token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -26,10 +35,13 @@ from pydantic import BaseModel, ValidationError
 
 from taskmill.leaseapi.auth import Authenticator, AuthError, Caller
 from taskmill.models.lease import (
+    MAX_WORKER_CHARS,
     WORKER_HEADER,
+    WORKER_NAME,
     CompleteRequest,
     HeartbeatRequest,
     HeartbeatResponse,
+    Holder,
     LeasedTask,
     LeaseRequest,
     LeaseResponse,
@@ -46,9 +58,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class LeaseBackend(Protocol):
-    async def lease(self, request: LeaseRequest) -> list[LeasedTask]: ...
-    def heartbeat(self, request: HeartbeatRequest, worker: str | None) -> HeartbeatResponse: ...
-    async def complete(self, request: CompleteRequest, worker: str | None) -> None: ...
+    async def lease(self, request: LeaseRequest, holder: Holder) -> list[LeasedTask]: ...
+    def heartbeat(self, request: HeartbeatRequest, holder: Holder) -> HeartbeatResponse: ...
+    async def complete(self, request: CompleteRequest, holder: Holder) -> None: ...
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -59,6 +71,16 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json(status, {"error": code, "message": message})
 
 
+#: Seconds a 503 asks the caller to wait before retrying.
+RETRY_AFTER = "1"
+
+
+def _unavailable(code: str, message: str) -> web.Response:
+    response = _error(503, code, message)
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
+
+
 class BadRequest(Exception):
     """A malformed call: answered 400 with ``code`` and the message."""
 
@@ -67,18 +89,71 @@ class BadRequest(Exception):
         self.code = code
 
 
-async def _parse(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
+class BodyError(Exception):
+    """A body too large (413) or too slow (408): answered, then the connection closes."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+async def _read(request: web.Request, within_seconds: float) -> bytes:
+    """The body, refused (413) by its declared length before any of it is read,
+    or as soon as it grows past the limit; and within ``within_seconds``, so a
+    client sending a byte at a time cannot hold the handler."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BodyError(413, "TooLarge", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    try:
+        async with asyncio.timeout(within_seconds):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyError(413, "TooLarge", f"the body may be at most {MAX_BODY_BYTES} bytes") from exc
+    except TimeoutError as exc:
+        raise BodyError(
+            408, "RequestTimeout", f"the body did not arrive within {within_seconds:g} s"
+        ) from exc
+
+
+async def _parse(request: web.Request, model: type[M], within_seconds: float) -> M:
+    raw = await _read(request, within_seconds)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest("MalformedJSON", f"body is not JSON: {exc}") from exc
     try:
-        return model.model_validate(data)
+        # Strict (the request models' config) and by alias only: the document
+        # names camelCase keys, so snake_case ones are unknown keys.
+        return model.model_validate(data, by_name=False)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise BadRequest("InvalidRequest", f"{where}: {first['msg']}") from exc
+
+
+def holder_of(
+    request: web.Request, caller: Caller | None, *, leased_as: str | None = None
+) -> Holder:
+    """The holder a call acts as. A pod-bound token names its pod; otherwise the
+    worker names itself (``leased_as``, the lease request's ``worker``, or the
+    ``Taskmill-Worker`` header), and without a name there is no holder to check
+    the lease against, so the call is refused rather than let through."""
+    header = request.headers.get(WORKER_HEADER)
+    if header is not None and not (
+        len(header) <= MAX_WORKER_CHARS and re.fullmatch(WORKER_NAME, header)
+    ):
+        raise BadRequest(
+            "InvalidRequest",
+            f"{WORKER_HEADER}: 1 to {MAX_WORKER_CHARS} visible ASCII characters",
+        )
+    identity = caller.identity if caller is not None else None
+    if caller is not None and caller.pod:
+        return Holder(caller.pod, identity)
+    worker = leased_as or header
+    if not worker:
+        raise BadRequest("MissingWorker", f"name the calling worker in the {WORKER_HEADER} header")
+    return Holder(worker, identity)
 
 
 class _NeverRaised(Exception):
@@ -96,6 +171,7 @@ def build_app(
     authenticate: Authenticator | None = None,
     serving: Callable[[], bool] = lambda: True,
     synced: Callable[[], bool] = lambda: True,
+    body_timeout_seconds: float = 30.0,
 ) -> web.Application:
     """The aiohttp application. ``conflict`` is the backend's "lease not current"
     error (409); ``unavailable`` its "cannot write now, retry" error (503)."""
@@ -113,15 +189,21 @@ def build_app(
             raise
         except BadRequest as exc:
             return _error(400, exc.code, str(exc))
+        except BodyError as exc:
+            response = _error(exc.status, exc.code, str(exc))
+            response.force_close()  # the rest of the body is never read
+            return response
         except AuthError as exc:
             response = _error(exc.status, exc.code, str(exc))
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="taskmill"'
+            elif exc.status == 503:
+                response.headers["Retry-After"] = RETRY_AFTER
             return response
         except conflict as exc:
             return _error(409, "LeaseConflict", f"lease {exc} is not current")
         except unavailable as exc:
-            return _error(503, "Unavailable", str(exc))
+            return _unavailable("Unavailable", str(exc))
         except Exception:
             log.exception("lease API %s %s failed", request.method, request.path)
             return _error(500, "InternalError", "the operator could not handle this call")
@@ -129,47 +211,41 @@ def build_app(
     async def guard(request: web.Request) -> web.Response | Caller | None:
         """The refusal, or the authenticated caller (None when auth is off)."""
         if not serving():
-            return _error(503, "NotLeader", "this operator replica is a standby; retry")
+            return _unavailable("NotLeader", "this operator replica is a standby; retry")
         if not synced():
             # Until every Task is loaded, an unknown lease may just not be
             # loaded yet: a 409 now would make a worker drop a finished result.
-            return _error(503, "Starting", "the operator is still loading Tasks; retry")
+            return _unavailable("Starting", "the operator is still loading Tasks; retry")
         if authenticate is not None:
             return await authenticate.authenticate(request.headers.get("Authorization"))
         return None
 
-    def worker(request: web.Request, caller: Caller | None) -> str | None:
-        claimed = request.headers.get(WORKER_HEADER)
-        return caller.holder(claimed) if caller is not None else claimed
-
     async def lease(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, LeaseRequest)
-        if caller is not None and caller.pod:
-            body = body.model_copy(update={"worker": caller.pod})
-        tasks = await backend.lease(body)
+        body = await _parse(request, LeaseRequest, body_timeout_seconds)
+        tasks = await backend.lease(body, holder_of(request, caller, leased_as=body.worker))
         return _json(200, LeaseResponse(tasks=tasks).to_api())
 
     async def heartbeat(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, HeartbeatRequest)
-        reply = backend.heartbeat(body, worker(request, caller))
+        body = await _parse(request, HeartbeatRequest, body_timeout_seconds)
+        reply = backend.heartbeat(body, holder_of(request, caller))
         return _json(200, reply.to_api())
 
     async def complete(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, CompleteRequest)
-        await backend.complete(body, worker(request, caller))
+        body = await _parse(request, CompleteRequest, body_timeout_seconds)
+        await backend.complete(body, holder_of(request, caller))
         return web.Response(status=204)
 
     async def outcomes(request: web.Request) -> web.Response:
         if isinstance(caller := await guard(request), web.Response):
             return caller
-        body = await _parse(request, OutcomesRequest)
-        holder = worker(request, caller)
+        body = await _parse(request, OutcomesRequest, body_timeout_seconds)
+        holder = holder_of(request, caller)
         settled = await asyncio.gather(
             *(backend.complete(item, holder) for item in body.outcomes), return_exceptions=True
         )

@@ -98,8 +98,8 @@ class Condition(ApiModel):
 class ObjectRef(ApiModel):
     """A reference to an object in the same namespace."""
 
-    name: str
-    uid: str | None = None
+    name: str = Field(description="The object's name.")
+    uid: str | None = Field(default=None, description="The object's uid.")
 
 
 def utcnow() -> dt.datetime:

@@ -68,7 +68,9 @@ class ConcurrencyPolicy(enum.StrEnum):
 class TaskTemplate(ApiModel):
     """The Task each fire creates."""
 
-    metadata: TaskTemplateMeta | None = None
+    metadata: TaskTemplateMeta | None = Field(
+        default=None, description="Labels and annotations of each Task."
+    )
     spec: TaskSpec
 
 
@@ -98,20 +100,38 @@ class CronTaskSpec(ApiModel):
         default=None, ge=0, description="A slot missed by more than this is skipped."
     )
     suspend: bool = Field(default=False, description="Stop firing (running children go on).")
-    successful_tasks_history_limit: int = Field(default=3, ge=0, le=1000)
-    failed_tasks_history_limit: int = Field(default=1, ge=0, le=1000)
+    successful_tasks_history_limit: int = Field(
+        default=3, ge=0, le=1000, description="Succeeded children kept; older ones are deleted."
+    )
+    failed_tasks_history_limit: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Dead or Cancelled children kept; older ones are deleted.",
+    )
     task_template: TaskTemplate
 
 
 class CronTaskStatus(ApiModel):
     """Observed state, written only by the operator."""
 
-    last_schedule_time: Timestamp | None = None
-    last_successful_time: Timestamp | None = None
-    next_schedule_time: Timestamp | None = None
-    active: list[ObjectRef] | None = None
+    last_schedule_time: Timestamp | None = Field(
+        default=None, description="The slot of the newest child created."
+    )
+    last_successful_time: Timestamp | None = Field(
+        default=None, description="When the newest Succeeded child finished."
+    )
+    next_schedule_time: Timestamp | None = Field(
+        default=None, description="The next slot, unless suspended or invalid."
+    )
+    active: list[ObjectRef] | None = Field(default=None, description="Children not finished yet.")
     conditions: list[Condition] | None = Field(
         default=None,
+        description=(
+            "ScheduleValid; Ready, and Stalled while the schedule cannot be used (kstatus)."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The generation of the spec this status describes."
+    )

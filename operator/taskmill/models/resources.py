@@ -151,6 +151,12 @@ CRON_TASK = ResourceKind(
         PrinterColumn("Suspend", "boolean", ".spec.suspend"),
         PrinterColumn("Last Schedule", "date", ".status.lastScheduleTime"),
         PrinterColumn("Next Schedule", "string", ".status.nextScheduleTime"),
+        PrinterColumn(
+            "Valid",
+            "string",
+            '.status.conditions[?(@.type=="ScheduleValid")].status',
+            "Whether the schedule and time zone can be used",
+        ),
         AGE,
         PrinterColumn("Time Zone", "string", ".spec.timeZone", priority=1),
     ),

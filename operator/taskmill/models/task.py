@@ -267,8 +267,15 @@ class TaskError(ApiModel):
 class Lease(ApiModel):
     """The worker running the current attempt, and until when."""
 
-    worker: str = Field(description="Identity of the worker holding the lease.")
+    worker: str = Field(description="Name of the worker holding the lease.")
     id: str = Field(description="Lease id; calls naming another id get 409.")
+    holder: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The authenticated identity the lease was granted to (the worker's "
+        "ServiceAccount user, with '/<pod>' when its token is bound to a pod); only it may "
+        "heartbeat or complete the lease. Unset when the lease API does not authenticate.",
+    )
     expires_at: Timestamp = Field(description="When the lease ends without a heartbeat.")
     started_at: Timestamp | None = Field(
         default=None,

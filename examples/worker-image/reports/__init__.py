@@ -1,0 +1,1 @@
+"""An example handler package for a worker image (see ../Dockerfile)."""
