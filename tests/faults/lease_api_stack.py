@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.testing.controlplane import ControlPlane, free_ports
-from taskmill.testing.stack import Process, spawn, taskmill_command, wait_until_ready
+from taskmill.testing.stack import Process, spawn, start_worker, taskmill_command, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIENCE = "taskmill"
@@ -94,22 +94,15 @@ class SecuredOperator:
     def start_worker(self, name: str, token: str) -> Process:
         token_file = self.workdir / f"{name}.token"
         token_file.write_text(token)
-        process = spawn(
-            name,
-            taskmill_command(
-                "worker",
-                "--handlers",
-                "examples.handlers",
-                "--lease-url",
-                self.url,
-                "--token-file",
-                str(token_file),
-                "--name",
-                name,
-            ),
+        process = start_worker(
+            self.url,
+            "examples.handlers",
             self.workdir / f"{name}.log",
-            env={"KUBECONFIG": "/nonexistent"},
             cwd=ROOT,
+            extra_args=["--token-file", str(token_file), "--name", name],
+            name=name,
+            # Nothing but the token: no kubeconfig reaches the worker.
+            env={"KUBECONFIG": "/nonexistent"},
         )
         self.processes.append(process)
         return process

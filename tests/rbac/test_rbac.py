@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from taskmill.testing.controlplane import ControlPlane, free_ports
-from taskmill.testing.stack import Process, spawn, taskmill_command, wait_until_ready
+from taskmill.testing.stack import Process, spawn, start_worker, taskmill_command, wait_until_ready
 from tests.e2e.helpers import apply, task, wait_phase
 from tests.helm.chart import CHART, helm
 
@@ -90,23 +90,15 @@ class Stack:
     def start_worker(self, name: str, lease_url: str) -> Process:
         token_file = self.workdir / "worker-token"
         token_file.write_text(self.worker_token)
-        process = spawn(
-            name,
-            taskmill_command(
-                "worker",
-                "--handlers",
-                "examples.handlers",
-                "--lease-url",
-                lease_url,
-                "--token-file",
-                str(token_file),
-                "--name",
-                name,
-            ),
+        process = start_worker(
+            lease_url,
+            "examples.handlers",
             self.workdir / f"{name}.log",
+            cwd=ROOT,
+            extra_args=["--token-file", str(token_file), "--name", name],
+            name=name,
             # Nothing but the token: no kubeconfig reaches the worker.
             env={"KUBECONFIG": "/nonexistent"},
-            cwd=ROOT,
         )
         self.processes.append(process)
         return process

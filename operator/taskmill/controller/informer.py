@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
-from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.keys import TaskKey
+from taskmill.dispatch.outage import PROBE_BACKOFF
 from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 from taskmill.models.resources import Task
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[str | None, dict[str, Any]], None]
 
 #: Between attempts to reach an API server that is away (the operator's
-#: initial load uses it too).
-RECONNECT = BackoffPolicy(initial_seconds=0.5, factor=2, max_seconds=10, jitter=0)
+#: initial load uses it too): the same waits as the status writes' probes.
+RECONNECT = PROBE_BACKOFF
 
 #: Errors after which the watch is simply opened again.
 _TRANSIENT = (ApiError, OSError, TimeoutError, aiohttp.ClientError, ValueError)

@@ -172,9 +172,13 @@ def start_worker(
     concurrency: int = 4,
     extra_args: Sequence[str] = (),
     detached: bool = False,
+    name: str = "worker",
+    env: dict[str, str] | None = None,
 ) -> Process:
+    """Start ``taskmill worker``; ``name`` labels its process, ``env`` is added
+    to this process's environment."""
     return spawn(
-        "worker",
+        name,
         taskmill_command(
             "worker",
             "--handlers",
@@ -186,6 +190,7 @@ def start_worker(
             *extra_args,
         ),
         log_path,
+        env=env,
         cwd=cwd,
         detached=detached,
     )
