@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from taskmill.models.times import parse_time as parse_wire_time
+
 if TYPE_CHECKING:
     from taskmill.cli.formats import Format
 
@@ -22,7 +24,7 @@ RESOURCE = "task.taskmill.dev"
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_wire_time(value)
 
 
 def age(value: str | None, now: dt.datetime | None = None) -> str:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.kube.errors import ConfigError
+from taskmill.models.times import parse_time
 
 GROUP = "client.authentication.k8s.io"
 API_VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")
@@ -226,7 +227,7 @@ def parse_output(stdout: bytes, config: ExecConfig) -> ExecCredential:
 
 def _timestamp(value: Any, name: str) -> float:
     try:
-        stamp = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        stamp = parse_time(str(value))
     except ValueError:
         raise ExecPluginError(
             f"exec plugin {name!r}: expirationTimestamp {value!r} is not an RFC 3339 time"

@@ -10,13 +10,14 @@ the rest JSON documents.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from taskmill.models.times import parse_time as parse_wire_time
 
 #: Execution outcomes a recorder writes.
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -158,7 +159,7 @@ def parse_time(value: Any) -> float | None:
     """Seconds since the epoch of an RFC 3339 time, as the API stores it."""
     if not value:
         return None
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    return parse_wire_time(str(value)).timestamp()
 
 
 def read_executions(path: str | os.PathLike[str]) -> list[Execution]:
