@@ -1,13 +1,30 @@
-"""Operator metrics from Task watch events."""
+"""Operator metrics from the changes of the Task store."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 
 from taskmill.controller.metrics import OperatorMetrics
+from taskmill.controller.store import TaskStore
+
+_versions = itertools.count(1)
+
+
+class Watched(OperatorMetrics):
+    """Metrics listening to a store that is fed watch events, as in the operator."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = TaskStore()
+        self.store.listen(self.changed)
+
+    def observe(self, event_type: str, body: dict[str, Any]) -> None:
+        body["metadata"]["resourceVersion"] = str(next(_versions))
+        self.store.observe(event_type, body)
 
 
 def task(
@@ -21,6 +38,7 @@ def task(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "metadata": {
+            "name": uid,
             "uid": uid,
             "namespace": namespace,
             "creationTimestamp": "2026-01-01T00:00:00Z",
@@ -39,7 +57,7 @@ def value(metrics: OperatorMetrics, name: str, **labels: str) -> float:
 
 
 def test_a_task_lifecycle_is_counted_once() -> None:
-    m = OperatorMetrics()
+    m = Watched()
     m.observe("ADDED", task("a", None))
     m.observe("MODIFIED", task("a", None))  # no change: nothing counted
     running = task("a", "Running", attempts=1, startedAt="2026-01-01T00:00:00.250000Z")
@@ -59,7 +77,7 @@ def test_a_task_lifecycle_is_counted_once() -> None:
 
 
 def test_dead_and_waiting_reasons() -> None:
-    m = OperatorMetrics(leading=lambda: False)
+    m = Watched(leading=lambda: False)
     m.observe("ADDED", task("b", None))
     m.observe("MODIFIED", task("b", "Waiting", "QueuePaused"))
     m.observe("MODIFIED", task("b", "Dead", "PayloadTooLarge"))
@@ -69,7 +87,7 @@ def test_dead_and_waiting_reasons() -> None:
 
 
 def test_first_sight_is_a_state_not_a_transition() -> None:
-    m = OperatorMetrics()
+    m = Watched()
     m.observe("ADDED", task("c", "Succeeded"))
     assert value(m, "taskmill_tasks", namespace="ns", queue="default", phase="Succeeded") == 1
     assert value(m, "taskmill_task_transitions_total", phase="Succeeded") == 0
@@ -77,7 +95,7 @@ def test_first_sight_is_a_state_not_a_transition() -> None:
 
 def test_throttling_is_read_at_scrape_time_and_fire_lag_is_a_histogram() -> None:
     throttled = [0]
-    metrics = OperatorMetrics(throttled=lambda: throttled[0])
+    metrics = Watched(throttled=lambda: throttled[0])
 
     throttled[0] = 7
     for i in range(1, 101):
@@ -91,7 +109,7 @@ def test_throttling_is_read_at_scrape_time_and_fire_lag_is_a_histogram() -> None
 
 
 def test_no_created_series_and_the_process_is_described() -> None:
-    metrics = OperatorMetrics()
+    metrics = Watched()
     metrics.observe("ADDED", task("a", "Running"))
     metrics.observe_fire_lag(0.1)
     text = generate_latest(metrics.registry).decode()
@@ -102,7 +120,7 @@ def test_no_created_series_and_the_process_is_described() -> None:
 
 
 def test_tasks_are_counted_by_namespace_and_queue() -> None:
-    m = OperatorMetrics()
+    m = Watched()
     m.observe("ADDED", task("a", "Pending", namespace="billing", queue="email"))
     m.observe("ADDED", task("b", "Pending", namespace="billing", queue="email"))
     m.observe("ADDED", task("c", "Pending", namespace="ops"))
@@ -123,7 +141,7 @@ def test_tasks_are_counted_by_namespace_and_queue() -> None:
 
 def test_series_of_namespace_and_queue_pairs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("taskmill.controller.metrics.MAX_QUEUE_SERIES", 3)
-    m = OperatorMetrics()
+    m = Watched()
     for i in range(10):
         m.observe("ADDED", task(f"t{i}", "Pending", namespace=f"ns{i}"))
     text = generate_latest(m.registry).decode()

@@ -8,6 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from taskmill.dispatch.dispatcher import Candidate, Dispatcher, Limits
+from taskmill.dispatch.leases import LeaseInfo
 
 
 def cand(
@@ -122,12 +123,30 @@ def test_a_task_moved_to_another_queue_is_taken_once_from_the_new_one() -> None:
 def test_restored_leases_count_against_concurrency() -> None:
     d = Dispatcher()
     d.set_limits(("a", "q"), Limits(total=1))
-    d.mark_running(cand("was-running"))
+    lease = LeaseInfo("L", ("a", "was-running"), "u", "w", 1, 0.0, 30.0, 30.0)
+    d.restore(cand("was-running"), lease)
     d.put(cand("next"), now=0)
 
     assert d.take(["t"], 1, now=0) == []
-    d.finished(("a", "was-running"))
+    assert d.leases.for_key(("a", "was-running")) == lease
+    assert d.finished(("a", "was-running")) == lease
+    assert d.leases.for_key(("a", "was-running")) is None
     assert names(d.take(["t"], 1, now=0)) == ["next"]
+
+
+def test_a_taken_task_is_claimed_until_finished_and_its_lease_goes_with_it() -> None:
+    d = Dispatcher()
+    d.put(cand("x"), now=0)
+    [taken] = d.take(["t"], 1, now=0)
+    assert d.leases.running(taken.key)
+    assert d.leases.for_key(taken.key) is None
+    lease = LeaseInfo("L", taken.key, "u", "w", 1, 0.0, 30.0, 30.0)
+    d.leases.grant(lease)
+    assert d.running(("a", "q")) == 1
+    assert d.finished(taken.key) == lease
+    assert not d.leases.running(taken.key)
+    assert d.leases.get("L") is None
+    assert d.running() == 0
 
 
 # --------------------------------------------------------------------- properties

@@ -1,10 +1,12 @@
 """The operator's Prometheus metrics, served at ``/metrics`` on the lease port.
 
-Everything is derived from the Task watch events the operator receives
-anyway (:func:`OperatorMetrics.observe`, called next to the engine's own
-``observe``): no extra API calls, a dict lookup and a counter per event.
-Only phase *changes* count, so replays of the same state (resyncs, a
-restart's initial list) do not inflate the counters after the first sight.
+Everything is derived from the changes of the operator's Task store
+(:meth:`OperatorMetrics.changed` listens to
+:class:`~taskmill.controller.store.TaskStore`, which holds the one copy of
+each Task): no extra API calls, a few counters per change, and no copy of
+the phases here. Only phase *changes* count, so replays of the same state
+(resyncs, a restart's initial list) do not inflate the counters after the
+first sight.
 
 - ``taskmill_tasks{namespace,queue,phase}``: Tasks this operator sees
   (gauge); at most ``MAX_QUEUE_SERIES`` namespace and queue pairs get series
@@ -37,8 +39,6 @@ from the dispatcher at scrape time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -55,7 +55,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from taskmill.models.times import parse_time
+from taskmill.controller.store import Entry, TaskRecord
+from taskmill.dispatch.keys import TaskKey
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 #: Fine around the 250 ms a fire should stay under, so alerts can use the bound.
@@ -66,15 +67,6 @@ MAX_QUEUE_SERIES = 500
 OTHER = "_other"
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
 
 
 class _Live(Collector):
@@ -143,8 +135,6 @@ class OperatorMetrics:
         leader.set_function(lambda: 1.0 if leading() else 0.0)
         for phase in PHASES:
             self.transitions.labels(phase)
-        #: uid -> (phase, reason, namespace and queue as counted)
-        self._phase: dict[str, tuple[str, str, tuple[str, str]]] = {}
 
     def observe_fire_lag(self, seconds: float) -> None:
         """One CronTask fire (from the CronTask process)."""
@@ -158,9 +148,8 @@ class OperatorMetrics:
         else:
             self._counts.pop(key, None)
 
-    def _pair(self, metadata: Mapping[str, Any], obj: Mapping[str, Any]) -> tuple[str, str]:
-        spec = obj.get("spec") or {}
-        pair = (str(metadata.get("namespace") or ""), str(spec.get("queue") or "default"))
+    def _pair(self, namespace: str, queue: str) -> tuple[str, str]:
+        pair = (namespace, queue)
         if pair in self._pairs:
             return pair
         if len(self._pairs) >= MAX_QUEUE_SERIES:
@@ -168,45 +157,32 @@ class OperatorMetrics:
         self._pairs.add(pair)
         return pair
 
-    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """One Task watch event."""
-        metadata = obj.get("metadata") or {}
-        uid = metadata.get("uid")
-        if not uid:
+    def changed(self, key: TaskKey, old: Entry | None, new: Entry | None) -> None:
+        """One change of a Task in the store: ``old`` and ``new`` versions (None: absent)."""
+        if old is not None:
+            self._count(self._pair(key[0], old.queue), old.phase, -1)
+        if new is None:
             return
-        previous = self._phase.get(uid)
-        if event_type == "DELETED":
-            if previous is not None:
-                del self._phase[uid]
-                self._count(previous[2], previous[0], -1)
-            return
-        status = obj.get("status") or {}
-        phase = str(status.get("phase") or "Pending")
-        reason = str(status.get("reason") or "")
-        pair = self._pair(metadata, obj)
-        if previous == (phase, reason, pair):
-            return
-        self._phase[uid] = (phase, reason, pair)
-        if previous is not None:
-            self._count(previous[2], previous[0], -1)
-        self._count(pair, phase, +1)
-        if previous is not None and previous[:2] == (phase, reason):
-            return  # only its queue changed
-        if previous is None:
+        phase, reason = new.phase, new.reason
+        self._count(self._pair(key[0], new.queue), phase, +1)
+        if old is None or old.uid != new.uid:
             return  # first sight (e.g. the initial list): a state, not a change
-        if previous[0] != phase:
+        if (old.phase, old.reason) == (phase, reason):
+            return
+        if old.phase != phase:
             self.transitions.labels(phase).inc()
-        if phase == "Dead" and previous[0] != "Dead":
+        if phase == "Dead" and old.phase != "Dead":
             self.dead.labels(reason or "Unknown").inc()
-        elif phase in ("Waiting", "Pending") and previous[0] == "Running":
+        elif phase in ("Waiting", "Pending") and old.phase == "Running":
             self.retries.labels(reason or "Unknown").inc()
         elif phase == "Waiting" and reason:
             self.waiting.labels(reason).inc()
-        if phase == "Running" and previous[0] != "Running" and status.get("attempts") == 1:
-            created = _time(metadata.get("creationTimestamp"))
-            started = _time(status.get("startedAt"))
-            if created is not None and started is not None:
-                self.lease_latency.observe(max(0.0, (started - created).total_seconds()))
+        if phase == "Running" and old.phase != "Running" and isinstance(new, TaskRecord):
+            status = new.status
+            created = new.task.metadata.creation_timestamp
+            if status.attempts == 1 and created is not None and status.started_at is not None:
+                latency = (status.started_at - created).total_seconds()
+                self.lease_latency.observe(max(0.0, latency))
 
     def install(self, app: web.Application) -> None:
         """Add ``GET /metrics`` to the lease API's application."""

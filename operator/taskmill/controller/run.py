@@ -1,11 +1,25 @@
-"""``taskmill operator``: the watches, the engine, and the lease API in one loop.
+"""``taskmill operator``: the watches, the reconcilers, and the lease API in one loop.
 
-kopf is embedded (``kopf.operator``) with its own registry for TaskQueues and
-CronTasks, and only ``@kopf.on.event`` handlers are registered: they write
-nothing to the objects (no finalizers, no annotations, no handler status), so
-the API sees only the writes listed in
-:mod:`taskmill.controller.status_writer`. Tasks, the hot path, come through
-:class:`~taskmill.controller.informer.TaskInformer` instead (why: see there).
+Who watches what, and why:
+
+==========  ==========================================  ==============================
+kind        watched by                                  handed to
+==========  ==========================================  ==============================
+TaskQueue   kopf (``@kopf.on.event``)                   the Task reconciler's queue book
+CronTask    kopf (``@kopf.on.event``)                   the CronTask process
+Task        :class:`~taskmill.controller.informer.      the Task reconciler, and the
+            TaskInformer` (the hot path: one lean       CronTask process for children;
+            stream, parsed once, no per-event           metrics read the Task store
+            handler machinery; measured in its
+            docstring)
+==========  ==========================================  ==============================
+
+kopf is embedded (``kopf.operator``) with its own registry and runs the
+operator's startup and cleanup, login (every kubeconfig auth), the watches
+of the low-traffic kinds, and readiness. Only ``@kopf.on.event`` handlers
+are registered: they write nothing to the objects (no finalizers, no
+annotations, no handler status), so the API sees only the writes listed in
+:mod:`taskmill.controller.effects`.
 
 With leader election (:mod:`taskmill.controller.leader`) the lease API starts
 at once (standbys answer ``/readyz`` and the lease routes with 503) but
@@ -35,11 +49,12 @@ from aiohttp import web
 import taskmill
 from taskmill.controller.cron import CRONTASK_LABEL
 from taskmill.controller.cron_process import CronProcess
-from taskmill.controller.engine import ApiUnavailable, Engine, LeaseConflict
 from taskmill.controller.informer import RECONNECT, TaskInformer
 from taskmill.controller.leader import LeaderElector
+from taskmill.controller.leasing import ApiUnavailable, LeaseConflict, Leasing
 from taskmill.controller.metrics import OperatorMetrics
 from taskmill.controller.settings import OperatorSettings
+from taskmill.controller.tasks import TaskController
 from taskmill.kube import config as kube_config
 from taskmill.kube.client import ApiError, KubeClient
 from taskmill.kube.exec_plugin import ExecCredential
@@ -60,7 +75,7 @@ class LoopEnded(RuntimeError):
 
 
 def build_registry(
-    engine: Engine,
+    tasks: TaskController,
     connection: kube_config.KubeConfig,
     cron: CronProcess | None = None,
 ) -> kopf.OperatorRegistry:
@@ -100,7 +115,7 @@ def build_registry(
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Handler logs must not become Kubernetes Events: one write each.
         settings.posting.enabled = False
-        # Events are handed to the engine at once; kopf's default 0.1 s batch
+        # Events are handed to the reconcilers at once; kopf's default 0.1 s batch
         # window would add that much to every Task's latency.
         settings.batching.batch_window = 0.0
         settings.watching.server_timeout = 300
@@ -111,7 +126,7 @@ def build_registry(
 
     @kopf.on.event(GROUP, VERSION, "taskqueues", registry=registry)
     async def queue_event(event: kopf.RawEvent, **_: Any) -> None:
-        engine.observe_queue(event.get("type"), dict(event["object"]))
+        tasks.observe_queue(event.get("type"), dict(event["object"]))
 
     if cron is not None:
 
@@ -127,15 +142,13 @@ def _pem(text: str | None) -> bytes | None:
 
 
 def task_sink(
-    engine: Engine, cron: CronProcess | None = None, metrics: OperatorMetrics | None = None
+    tasks: TaskController, cron: CronProcess | None = None
 ) -> Callable[[str | None, dict[str, Any]], None]:
-    """Where the Task informer's events go: the engine, metrics, and the
+    """Where the Task informer's events go: the Task reconciler, and the
     CronTask controller for Tasks it created."""
 
     def take(event_type: str | None, body: dict[str, Any]) -> None:
-        engine.observe(event_type, body)
-        if metrics is not None:
-            metrics.observe(event_type, body)
+        tasks.observe(event_type, body)
         labels = (body.get("metadata") or {}).get("labels") or {}
         if cron is not None and CRONTASK_LABEL in labels:
             cron.observe_task(event_type, body)
@@ -164,17 +177,17 @@ def _collector_paused() -> Iterator[None]:
 
 
 async def _load_state(
-    engine: Engine, informer: TaskInformer, settings: OperatorSettings, stop: asyncio.Event
+    tasks: TaskController, informer: TaskInformer, settings: OperatorSettings, stop: asyncio.Event
 ) -> None:
     """Load the TaskQueues, then the Tasks, retrying while the API server is unreachable."""
     failures = 0
     while not stop.is_set():
         try:
-            await engine.load_queues(settings.namespaces)
+            await tasks.load_queues(settings.namespaces)
             started = time.monotonic()
             with _collector_paused():
                 count = await informer.list_all()
-            engine.mark_synced()
+            tasks.mark_synced()
             log.info("loaded %d Tasks in %.1fs", count, time.monotonic() - started)
             return
         except (ApiError, OSError, TimeoutError) as exc:
@@ -240,7 +253,8 @@ async def run(
     stop = stop or asyncio.Event()
     connection = kube_config.load(kubeconfig)
     client = KubeClient(connection, max_connections=settings.max_concurrent_writes + 16)
-    engine = Engine(client, settings)
+    tasks = TaskController(client, settings)
+    leasing = Leasing(tasks)
     cron = CronProcess(
         connection,
         # Enough connections that many CronTasks due at the same instant all
@@ -260,8 +274,9 @@ async def run(
 
     metrics = OperatorMetrics(
         leading,
-        throttled=lambda: engine.dispatcher.throttled_decisions,
+        throttled=lambda: tasks.dispatcher.throttled_decisions,
     )
+    tasks.store.listen(metrics.changed)
     cron.lag_observers.append(metrics.observe_fire_lag)
 
     authenticator = None
@@ -284,14 +299,14 @@ async def run(
     #: Ready (and the operator stops, so that it is started again).
     loops: list[asyncio.Task[Any]] = []
     app = build_app(
-        engine,
+        leasing,
         conflict=LeaseConflict,
         unavailable=ApiUnavailable,
         version=taskmill.__version__,
-        ready=lambda: kopf_ready.is_set() and leading() and engine.synced and alive(loops),
+        ready=lambda: kopf_ready.is_set() and leading() and tasks.synced and alive(loops),
         authenticate=authenticator,
         serving=leading,
-        synced=lambda: engine.synced,
+        synced=lambda: tasks.synced,
         extra_routes=metrics.install,
         body_timeout_seconds=limits.body_timeout_seconds,
     )
@@ -316,11 +331,9 @@ async def run(
         await _stop_serving(listener, runner)
         await client.close()
         return
-    informer = TaskInformer(
-        client, settings.namespaces, task_sink(engine, cron, metrics), engine.known_in
-    )
-    await _load_state(engine, informer, settings, stop)
-    timers = asyncio.create_task(engine.run_timers(), name="timers")
+    informer = TaskInformer(client, settings.namespaces, task_sink(tasks, cron), tasks.known_in)
+    await _load_state(tasks, informer, settings, stop)
+    timers = asyncio.create_task(tasks.run_timers(), name="timers")
     watching = asyncio.create_task(informer.watch(stop), name="task-watch")
     cron_timers = asyncio.create_task(cron.run(), name="cron")
     loops += [timers, watching, cron_timers]
@@ -334,7 +347,7 @@ async def run(
         )
     try:
         await kopf.operator(
-            registry=build_registry(engine, connection, cron),
+            registry=build_registry(tasks, connection, cron),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
@@ -352,7 +365,8 @@ async def run(
         await asyncio.gather(
             timers, watching, *([keeper] if keeper else []), return_exceptions=True
         )
-        await engine.close()
+        await leasing.close()
+        await tasks.close()
         await _stop_serving(listener, runner)
         if elector is not None and not elector.lost.is_set():
             await elector.release()

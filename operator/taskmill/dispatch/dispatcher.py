@@ -33,12 +33,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from taskmill.dispatch.keys import TaskKey
+from taskmill.dispatch.leases import LaneKey, LeaseBook, LeaseInfo
+from taskmill.dispatch.queues import UNLIMITED, Limits, QueueBook, QueueKey
 from taskmill.dispatch.tokenbucket import TokenBucket
+from taskmill.models.taskqueue import TaskQueueSpec
 
-LaneKey = tuple[str, str, str]
-"""``(namespace, queue, type)``."""
-QueueKey = tuple[str, str]
-"""``(namespace, queue)``."""
+__all__ = ["UNLIMITED", "Candidate", "Dispatcher", "Limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,28 +59,6 @@ class Candidate:
         return (self.key[0], self.queue, self.type)
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What a TaskQueue allows. ``None`` means unlimited."""
-
-    paused: bool = False
-    total: int | None = None
-    per_type: tuple[tuple[str, int], ...] = ()
-    #: ``(type, perSecond, burst)`` token buckets.
-    rates: tuple[tuple[str, float, int], ...] = ()
-
-    def type_limit(self, type_: str) -> int | None:
-        return next((limit for t, limit in self.per_type if t == type_), None)
-
-    def rate(self, type_: str) -> tuple[float, int] | None:
-        return next(
-            ((per_second, burst) for t, per_second, burst in self.rates if t == type_), None
-        )
-
-
-UNLIMITED = Limits()
-
-
 @dataclass(slots=True)
 class _Lane:
     key: LaneKey
@@ -98,7 +76,11 @@ class _Lane:
 
 
 class Dispatcher:
-    def __init__(self) -> None:
+    def __init__(self, queues: QueueBook | None = None) -> None:
+        #: Queue settings (read on every decision) and running Tasks with
+        #: their leases: the one record of each, shared with the operator.
+        self.queues = queues or QueueBook()
+        self.leases = LeaseBook()
         self._seq = itertools.count()
         self._serve = itertools.count(1)
         #: key -> (sequence of its live record, candidate)
@@ -111,18 +93,28 @@ class Dispatcher:
         self._lane_gen: dict[LaneKey, int] = {}
         #: Lanes waiting for a token: heap of (time, lane key).
         self._throttled: list[tuple[float, LaneKey]] = []
-        self._limits: dict[QueueKey, Limits] = {}
         self._queue_running: dict[QueueKey, int] = {}
-        #: key -> lane of each Task taken and not yet finished.
-        self._running: dict[TaskKey, LaneKey] = {}
         self.throttled_decisions = 0
 
     # ---------------------------------------------------------------- queues
 
     def set_limits(self, queue: QueueKey, limits: Limits) -> None:
-        """Apply a TaskQueue's settings (new or edited); takes effect at once."""
-        old = self._limits.get(queue, UNLIMITED)
-        self._limits[queue] = limits
+        """Apply limits alone (benchmarks, tests); takes effect at once."""
+        old = self.limits(queue)
+        self.queues.set_limits(queue, limits)
+        self._limits_changed(queue, old)
+
+    def set_queue(self, queue: QueueKey, spec: TaskQueueSpec | None) -> None:
+        """Apply a TaskQueue (new, edited, or deleted: None); takes effect at once."""
+        old = self.limits(queue)
+        if spec is None:
+            self.queues.remove(queue)
+        else:
+            self.queues.put(queue, spec)
+        self._limits_changed(queue, old)
+
+    def _limits_changed(self, queue: QueueKey, old: Limits) -> None:
+        limits = self.limits(queue)
         for lane in self._lanes_of(queue):
             rate = limits.rate(lane.key[2])
             if rate is None:
@@ -135,7 +127,7 @@ class Dispatcher:
                 self._relist(lane)
 
     def limits(self, queue: QueueKey) -> Limits:
-        return self._limits.get(queue, UNLIMITED)
+        return self.queues.limits(queue)
 
     # ---------------------------------------------------------------- tasks
 
@@ -168,19 +160,21 @@ class Dispatcher:
         entry = self._live.pop(key, None)
         return entry[1] if entry else None
 
-    def mark_running(self, candidate: Candidate) -> None:
-        """Count a Task as running without taking it: a lease found on restart."""
-        if candidate.key in self._running:
-            return
-        self.discard(candidate.key)
-        lane = self._lane(candidate.lane)
-        self._started(lane, candidate.key)
+    def restore(self, candidate: Candidate, lease: LeaseInfo) -> None:
+        """Count a Task as running under ``lease`` without taking it: a lease
+        found in its status on restart (or recorded by another replica)."""
+        if not self.leases.running(candidate.key):
+            self.discard(candidate.key)
+            self._started(self._lane(candidate.lane), candidate.key)
+        self.leases.grant(lease)
 
-    def finished(self, key: TaskKey) -> None:
-        """A taken Task's attempt ended (success, failure, expiry, release, cancel)."""
-        lane_key = self._running.pop(key, None)
+    def finished(self, key: TaskKey) -> LeaseInfo | None:
+        """A taken Task's attempt ended (success, failure, expiry, release,
+        cancel) or its lease could not be recorded: free its place, end its
+        lease. Returns the lease it had, if any."""
+        lane_key, lease = self.leases.release(key)
         if lane_key is None:
-            return
+            return lease
         lane = self._lanes[lane_key]
         lane.running -= 1
         queue = lane_key[:2]
@@ -191,10 +185,11 @@ class Dispatcher:
                 self._relist(other)
         else:
             self._relist(lane)
+        return lease
 
     def running(self, queue: QueueKey | None = None) -> int:
         if queue is None:
-            return len(self._running)
+            return self.leases.claimed()
         return self._queue_running.get(queue, 0)
 
     # ---------------------------------------------------------------- choosing
@@ -292,7 +287,7 @@ class Dispatcher:
         lane.running += 1
         queue = lane.key[:2]
         self._queue_running[queue] = self._queue_running.get(queue, 0) + 1
-        self._running[key] = lane.key
+        self.leases.claim(key, lane.key)
 
     def _head(self, lane: _Lane) -> tuple[int, float, int, TaskKey] | None:
         heap = lane.heap

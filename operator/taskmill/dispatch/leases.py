@@ -1,19 +1,32 @@
-"""The lease book: which worker holds which Task, and until when.
+"""The lease book: which Tasks are running, and under which lease.
 
-A lease is granted when the operator has recorded it in the Task's status;
-heartbeats push its expiry out by ``lease_seconds``; a lease whose expiry
-passes without a heartbeat is handed back by ``expire`` so the Task can be
-retried (at-least-once delivery). Expiry uses a heap with lazy deletion, so
-checking costs nothing while no lease is due.
+The one record of it in the operator (``status.lease`` is its persisted
+copy, read back only when a restarted operator restores its leases). The
+dispatcher counts a queue's running Tasks from it, the lease API checks
+heartbeats and outcomes against it, and the Task reconciler decides from it.
+
+A Task is running from the moment the dispatcher hands it out — *claimed*:
+its place in the queue's concurrency is taken while its lease is being
+recorded — until its attempt ends. Claims are made and released only by the
+:class:`~taskmill.dispatch.dispatcher.Dispatcher` (which keeps its lane
+counts in step); a lease is attached to a claim once it is granted.
+
+A lease whose expiry passes without a heartbeat is over: heartbeats for it
+are refused, and the reconciler records the failed attempt (at-least-once
+delivery). Leases of Tasks cancelled or deleted while running are *revoked*:
+kept for one lease period, so the worker's next heartbeat tells it to stop.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from taskmill.dispatch.keys import TaskKey
+
+LaneKey = tuple[str, str, str]
+"""``(namespace, queue, type)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +49,62 @@ class LeaseInfo:
     #: complete it.
     holder: str | None = None
 
+    def expired(self, now: float) -> bool:
+        return self.expires_at <= now
+
 
 class LeaseBook:
     def __init__(self) -> None:
+        #: Running Tasks: key -> lane whose concurrency they count against.
+        self._claims: dict[TaskKey, LaneKey] = {}
         self._by_id: dict[str, LeaseInfo] = {}
         self._by_key: dict[TaskKey, str] = {}
-        self._expiry: list[tuple[float, int, str]] = []
-        self._seq = itertools.count()
+        #: Revoked lease id -> until when heartbeats are told to cancel.
+        self._revoked: dict[str, float] = {}
+        #: Progress reported per running Task and not yet written: (lease id, progress).
+        self._progress: dict[TaskKey, tuple[str, dict[str, Any]]] = {}
 
     def __len__(self) -> int:
+        """The number of granted leases."""
         return len(self._by_id)
 
-    def add(self, lease: LeaseInfo) -> None:
-        """Record a lease (granted now, or found in a Task's status on restart)."""
+    # ------------------------------------------------------------ claims (dispatcher only)
+
+    def claim(self, key: TaskKey, lane: LaneKey) -> None:
+        self._claims[key] = lane
+
+    def release(self, key: TaskKey) -> tuple[LaneKey | None, LeaseInfo | None]:
+        """End a running Task's claim and its lease, if any."""
+        lane = self._claims.pop(key, None)
+        lease_id = self._by_key.pop(key, None)
+        lease = self._by_id.pop(lease_id, None) if lease_id else None
+        self._progress.pop(key, None)
+        return lane, lease
+
+    def running(self, key: TaskKey) -> bool:
+        return key in self._claims
+
+    def claimed(self) -> int:
+        """The number of running Tasks (claimed, leased or not yet)."""
+        return len(self._claims)
+
+    def running_keys(self) -> Iterator[TaskKey]:
+        return iter(self._claims)
+
+    def lane_of(self, key: TaskKey) -> LaneKey | None:
+        return self._claims.get(key)
+
+    # ------------------------------------------------------------ leases
+
+    def grant(self, lease: LeaseInfo) -> None:
+        """Attach a lease to its Task's claim (granted now, or restored)."""
+        if lease.key not in self._claims:
+            raise ValueError(f"{lease.key} is not running: a lease needs a claim first")
         old = self._by_key.get(lease.key)
         if old is not None and old != lease.id:
             self._by_id.pop(old, None)
         self._by_id[lease.id] = lease
         self._by_key[lease.key] = lease.id
-        heapq.heappush(self._expiry, (lease.expires_at, next(self._seq), lease.id))
 
     def get(self, lease_id: str) -> LeaseInfo | None:
         return self._by_id.get(lease_id)
@@ -64,47 +114,51 @@ class LeaseBook:
         return self._by_id.get(lease_id) if lease_id else None
 
     def heartbeat(self, lease_id: str, now: float) -> LeaseInfo | None:
-        """Extend a live lease; ``None`` when the id is not (or no longer) current."""
+        """Extend a live lease; ``None`` when it is unknown or already expired."""
         lease = self._by_id.get(lease_id)
-        if lease is None:
+        if lease is None or lease.expired(now):
             return None
-        extended = replace(
-            lease,
-            expires_at=max(lease.expires_at, min(now + lease.lease_seconds, lease.deadline)),
-        )
+        expires_at = max(lease.expires_at, min(now + lease.lease_seconds, lease.deadline))
+        if expires_at == lease.expires_at:
+            return lease
+        extended = replace(lease, expires_at=expires_at)
         self._by_id[lease_id] = extended
-        if extended.expires_at != lease.expires_at:
-            heapq.heappush(self._expiry, (extended.expires_at, next(self._seq), lease_id))
         return extended
 
-    def remove(self, lease_id: str) -> LeaseInfo | None:
-        lease = self._by_id.pop(lease_id, None)
-        if lease is not None and self._by_key.get(lease.key) == lease_id:
-            del self._by_key[lease.key]
-        return lease
+    # ------------------------------------------------------------ revoked leases
 
-    def remove_key(self, key: TaskKey) -> LeaseInfo | None:
+    def revoke(self, lease: LeaseInfo, now: float) -> None:
+        """Its Task was cancelled or deleted: heartbeats say stop for one lease period."""
+        self._revoked[lease.id] = now + lease.lease_seconds
+
+    def revoked(self, lease_id: str) -> bool:
+        return lease_id in self._revoked
+
+    def forget_revoked(self, lease_id: str) -> bool:
+        """Forget a revoked lease (its worker reported); True if it was revoked."""
+        return self._revoked.pop(lease_id, None) is not None
+
+    def drop_revoked_before(self, now: float) -> None:
+        for lease_id in [i for i, until in self._revoked.items() if until < now]:
+            del self._revoked[lease_id]
+
+    # ------------------------------------------------------------ progress
+
+    def report_progress(self, lease: LeaseInfo, progress: dict[str, Any]) -> None:
+        self._progress[lease.key] = (lease.id, progress)
+
+    def unwritten_progress(self, key: TaskKey) -> dict[str, Any] | None:
+        """Progress reported under the Task's current lease and not yet written."""
+        entry = self._progress.get(key)
         lease_id = self._by_key.get(key)
-        return self.remove(lease_id) if lease_id else None
+        if entry is None or entry[0] != lease_id:
+            return None
+        return entry[1]
 
-    def next_expiry(self) -> float | None:
-        heap = self._expiry
-        while heap:
-            expires_at, _, lease_id = heap[0]
-            lease = self._by_id.get(lease_id)
-            if lease is not None and lease.expires_at == expires_at:
-                return expires_at
-            heapq.heappop(heap)
-        return None
+    def progress_written(self, key: TaskKey, progress: dict[str, Any]) -> None:
+        entry = self._progress.get(key)
+        if entry is not None and entry[1] is progress:
+            del self._progress[key]
 
-    def expire(self, now: float) -> list[LeaseInfo]:
-        """Remove and return every lease whose expiry has passed."""
-        expired: list[LeaseInfo] = []
-        heap = self._expiry
-        while heap and heap[0][0] <= now:
-            expires_at, _, lease_id = heapq.heappop(heap)
-            lease = self._by_id.get(lease_id)
-            if lease is not None and lease.expires_at == expires_at:
-                self.remove(lease_id)
-                expired.append(lease)
-        return expired
+    def with_progress(self) -> list[TaskKey]:
+        return list(self._progress)
