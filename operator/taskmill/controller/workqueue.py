@@ -45,6 +45,10 @@ class KeyedQueue(Generic[K]):
         """Whether the key is busy (a step's effects or a holder running)."""
         return key in self._busy
 
+    def dirty(self, key: K) -> bool:
+        """Whether the busy key is to be looked at again once free."""
+        return key in self._dirty
+
     def enqueue(self, key: K) -> None:
         """Look at ``key``: now if it is free, else once it is."""
         if key in self._busy:
