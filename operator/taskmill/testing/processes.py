@@ -88,8 +88,9 @@ def process_start_time(pid: int) -> int | None:
 def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` making the child get SIGKILL when this process dies (Linux).
 
-    SIGKILL rather than SIGTERM: all three processes get it at once, and an
-    API server shutting down gracefully while its etcd disappears hangs.
+    SIGKILL rather than SIGTERM: all of a control plane's processes get it
+    at once, and an API server shutting down gracefully while its etcd
+    disappears hangs.
     With its owner gone, nobody needs a graceful shutdown.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so
