@@ -69,7 +69,7 @@ from celery import Celery
 from celery.result import ResultSet
 from celery_app import NOOP, REDIS_URL_ENV, SETTINGS, make_app
 
-from taskmill.testing.controlplane import _die_with_parent, free_ports
+from taskmill.testing.processes import die_with_parent, free_ports
 
 #: redis-server's arguments for each mode. Both turn RDB snapshots off, so the
 #: only difference is the append-only file, and no BGSAVE fork lands inside a
@@ -200,7 +200,7 @@ def running_redis(mode: str, workdir: Path) -> Iterator[RedisServer]:
     # A session of its own, so a Ctrl-C reaches only this script, which then
     # stops Redis after the workers instead of everything dying at once.
     process = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent()
+        args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent()
     )
     server = RedisServer(process, port, directory)
     try:
@@ -268,7 +268,7 @@ def start_workers(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             )
     return workers

@@ -1,4 +1,4 @@
-"""Pure helpers of the control plane and the pytest plugin."""
+"""Helpers of the control plane (processes, kubectl errors) and of the pytest plugin."""
 
 from __future__ import annotations
 
@@ -10,30 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from taskmill.testing import controlplane
+from taskmill.testing import apiclient, processes
 from taskmill.testing.pytest_plugin import namespace_name
 
 
-def test_build_flags_overrides_adds_and_removes() -> None:
-    defaults = {"etcd-servers": "http://a", "secure-port": "6443", "allow-privileged": "true"}
-    flags = controlplane.build_flags(
-        defaults,
-        {"--secure-port": "7443", "allow-privileged": None, "max-requests-inflight": "800"},
-    )
-    assert flags == [
-        "--etcd-servers=http://a",
-        "--secure-port=7443",
-        "--max-requests-inflight=800",
-    ]
-    assert controlplane.build_flags(defaults) == [
-        "--etcd-servers=http://a",
-        "--secure-port=6443",
-        "--allow-privileged=true",
-    ]
-
-
 def test_free_ports_are_distinct() -> None:
-    ports = controlplane.free_ports(5)
+    ports = processes.free_ports(5)
     assert len(set(ports)) == 5
     assert all(0 < p < 65536 for p in ports)
 
@@ -63,12 +45,12 @@ def test_process_identity_survives_only_as_long_as_the_process() -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
     )
-    start = controlplane._proc_start_time(child.pid)
+    start = processes.process_start_time(child.pid)
     assert start is not None
-    seen_from_state = controlplane._Process("child", child.pid, start, log=Path(os.devnull))
+    seen_from_state = processes.Process("child", child.pid, start, log=Path(os.devnull))
     assert seen_from_state.alive()
     # The same pid with another start time is another process: never ours.
-    assert not controlplane._Process("child", child.pid, start + 1, log=Path(os.devnull)).alive()
+    assert not processes.Process("child", child.pid, start + 1, log=Path(os.devnull)).alive()
     assert child.stdin is not None
     child.stdin.close()
     child.wait(timeout=10)
@@ -76,7 +58,7 @@ def test_process_identity_survives_only_as_long_as_the_process() -> None:
 
 
 def test_kubectl_error_shows_stderr() -> None:
-    error = controlplane.KubectlError(
+    error = apiclient.KubectlError(
         1,
         ["kubectl", "get", "nope"],
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import threading
@@ -114,3 +115,27 @@ def test_mutual_tls_handshake(ca: pki.CertificateAuthority, tmp_path: Path) -> N
     peer = seen["peer"]
     assert isinstance(peer, dict)
     assert (("commonName", "client"),) in peer["subject"]
+
+
+def test_a_control_plane_pki_is_written_private_and_chains_to_its_ca(tmp_path: Path) -> None:
+    files = pki.write_control_plane_pki(tmp_path / "pki", service_ip="10.0.0.1")
+    written = sorted(p.name for p in files.directory.iterdir())
+    assert len(written) == 10
+    for path in files.directory.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    serving = x509.load_pem_x509_certificate(files.apiserver_cert.read_bytes())
+    serving.verify_directly_issued_by(ca)
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "kubernetes.default.svc" in names.get_values_for_type(x509.DNSName)
+    assert ipaddress.ip_address("10.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    for cert_path in (files.admin_cert, files.controller_manager_cert):
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca)
+        organisations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        assert [o.value for o in organisations] == ["system:masters"]
+    signing = serialization.load_pem_private_key(files.service_account_key.read_bytes(), None)
+    public = signing.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert public == files.service_account_public_key.read_bytes()

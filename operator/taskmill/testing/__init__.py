@@ -15,7 +15,14 @@ Modules:
 
 - ``assets``: the pinned binaries, from ``KUBEBUILDER_ASSETS`` or built once
   from the Go module proxy into a per-user cache;
-- ``pki``: a throw-away CA, serving and client certificates, signing keys;
+- ``pki``: a throw-away CA, serving and client certificates, signing keys,
+  and the files a control plane reads them from;
+- ``kubeconfig``: kubeconfig documents for the admin, tokens, the controller
+  manager;
+- ``flags``: each binary's default flags and how overrides merge into them;
+- ``processes``: spawning, identifying (across pid reuse) and stopping a
+  child process, free loopback ports;
+- ``apiclient``: raw API requests, kubectl and ServiceAccount tokens;
 - ``controlplane``: starting, attaching to and stopping the processes;
 - ``pytest_plugin``: the fixtures.
 

@@ -46,37 +46,44 @@ etcd stopped under a running API server, as the fault tests do.
 Each process runs in a session of its own, so a Ctrl-C at the terminal
 reaches only Python, which then stops them in order (controller manager,
 API server, etcd) instead of all three dying at once.
+
+This module holds the plane itself: the order of start-up and shutdown,
+the workdir and its state file. It is composed of
+:mod:`~taskmill.testing.processes` (spawning, identifying and stopping one
+process), :mod:`~taskmill.testing.flags` (each binary's command line),
+:mod:`~taskmill.testing.pki` and :mod:`~taskmill.testing.kubeconfig` (the
+credentials on disk) and :mod:`~taskmill.testing.apiclient` (requests,
+kubectl and tokens).
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
-import sys
 import tempfile
-import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import yaml
-
-from taskmill.testing import pki
+from taskmill.testing import apiclient, flags, kubeconfig, pki
+from taskmill.testing.apiclient import ApiClient, KubectlError, Response
 from taskmill.testing.assets import Assets, ensure_assets
+from taskmill.testing.errors import ControlPlaneError
+from taskmill.testing.flags import (
+    DEFAULT_CONTROLLERS,
+    SERVICE_ACCOUNT_ISSUER,
+    SERVICE_CLUSTER_IP_RANGE,
+    build_flags,
+)
+from taskmill.testing.processes import Process, free_ports, poll
 
 __all__ = [
     "DEFAULT_CONTROLLERS",
@@ -94,28 +101,6 @@ __all__ = [
 STATE_FILE = "controlplane.json"
 _STATE_VERSION = 1
 
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-# The first address of the service range is the `kubernetes` Service's.
-_KUBERNETES_SERVICE_IP = "10.0.0.1"
-SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-
-# What a test of an operator needs from kube-controller-manager, and no more
-# (every controller is CPU taken from the API server on a small machine).
-DEFAULT_CONTROLLERS: tuple[str, ...] = (
-    "garbage-collector-controller",  # ownerReference cascading deletion
-    "namespace-controller",  # namespace deletion finishes
-    "resourcequota-controller",  # quota status, without which quota admission cannot count
-    "serviceaccount-controller",  # a `default` ServiceAccount in each namespace
-    "serviceaccount-token-controller",  # legacy token Secrets
-    "root-ca-certificate-publisher-controller",  # kube-root-ca.crt in each namespace
-    "clusterrole-aggregation-controller",  # admin/edit/view pick up aggregated rules
-    "cronjob-controller",  # the peer CronTask timing is compared with
-    "job-controller",
-    "ttl-after-finished-controller",
-    "deployment-controller",  # a chart's Deployments get ReplicaSets and (Pending) Pods
-    "replicaset-controller",
-)
-
 # The files and directories a control plane creates in its workdir; in a
 # workdir it did not create, stop() removes exactly these.
 _ENTRIES = (
@@ -128,254 +113,18 @@ _ENTRIES = (
     "controller-manager.kubeconfig",
 )
 
-_LOG_TAIL_LINES = 30
 _STOP_TIMEOUT = 15.0
 _START_ATTEMPTS = 3
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be started, reached or stopped."""
 
 
 class _PortInUseError(ControlPlaneError):
     """A process could not bind its port."""
 
 
-class KubectlError(subprocess.CalledProcessError):
-    """``kubectl`` exited non-zero; the message includes its stderr."""
-
-    def __str__(self) -> str:
-        stderr = (self.stderr or "").strip()
-        return f"{super().__str__()}\n{stderr}" if stderr else super().__str__()
-
-
-@dataclass(frozen=True)
-class Response:
-    """A raw API response: status code and body."""
-
-    status: int
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode(errors="replace")
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def build_flags(
-    defaults: Mapping[str, str], overrides: Mapping[str, str | None] | None = None
-) -> list[str]:
-    """Command-line flags from ``defaults`` updated by ``overrides``.
-
-    Names may be given with or without the leading ``--``; an override of
-    ``None`` drops a default flag. Order is that of ``defaults``, then new
-    names in the order given, so a process's command line reads predictably.
-    """
-    merged: dict[str, str | None] = {name.removeprefix("--"): v for name, v in defaults.items()}
-    for name, value in (overrides or {}).items():
-        merged[name.removeprefix("--")] = value
-    return [f"--{name}={value}" for name, value in merged.items() if value is not None]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that are free on 127.0.0.1 right now.
-
-    The sockets are held open together so the kernel cannot hand out the
-    same port twice; another process may still take one before it is used,
-    which then fails start-up with a clear error (address already in use).
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-# --- processes ---------------------------------------------------------------------------
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if gone or unknown.
-
-    Together with the pid it identifies a process across pid reuse.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split
-    # after its closing parenthesis. Field 3 is the state, field 22 the start.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):  # a zombie has exited; only its exit status is left
-        return None
-    return int(fields[19])
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGKILL when this process dies (Linux).
-
-    SIGKILL rather than SIGTERM: all three processes get it at once, and an
-    API server shutting down gracefully while its etcd disappears hangs.
-    With its owner gone, nobody needs a graceful shutdown.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so
-    it is only safe from the main thread, whose end is the process's.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    prctl = libc.prctl
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-        # The parent may have died between fork() and prctl().
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class _Process:
-    """One of the control plane's processes, started here or found in a state file."""
-
-    def __init__(
-        self,
-        name: str,
-        pid: int,
-        start_time: int | None,
-        log: Path,
-        popen: subprocess.Popen[bytes] | None = None,
-    ) -> None:
-        self.name = name
-        self.pid = pid
-        self.start_time = start_time
-        self.log = log
-        self.popen = popen
-
-    @classmethod
-    def spawn(
-        cls, name: str, argv: Sequence[str], *, log: Path, cwd: Path, detached: bool
-    ) -> _Process:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        # etcd reads ETCD_* variables as flags, and a KUBECONFIG of the
-        # user's has no business here: neither may leak into the processes.
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("ETCD_") and k != "KUBECONFIG"
-        }
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                preexec_fn=None if detached else _die_with_parent(),
-            )
-        return cls(name, popen.pid, _proc_start_time(popen.pid), log, popen)
-
-    def exit_code(self) -> int | None:
-        """The exit code if the process has ended (None while running or if unknown)."""
-        if self.popen is not None:
-            return self.popen.poll()
-        return None
-
-    def alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        with contextlib.suppress(ChildProcessError):
-            # Our own child (started detached earlier in this process): reap it.
-            os.waitpid(self.pid, os.WNOHANG)
-        now = _proc_start_time(self.pid)
-        if now is None:
-            if Path("/proc/self/stat").exists():
-                return False
-            try:  # no /proc (not Linux): the pid's existence is all we can check
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        return self.start_time is None or now == self.start_time
-
-    def signal(self, signum: int) -> None:
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the process to end; True if it did."""
-        if self.popen is not None:
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        return _poll(lambda: not self.alive(), timeout)
-
-    def stop(self, timeout: float) -> None:
-        """SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds."""
-        self.signal(signal.SIGTERM)
-        if not self.wait(timeout):
-            self.signal(signal.SIGKILL)
-            self.wait(5.0)
-
-    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "pid": self.pid,
-            "start_time": self.start_time,
-            "log": str(self.log),
-        }
-
-    @classmethod
-    def from_state(cls, data: Mapping[str, Any]) -> _Process:
-        return cls(str(data["name"]), int(data["pid"]), data.get("start_time"), Path(data["log"]))
-
-
-def _poll(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    interval = 0.02
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.25)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-# --- the control plane -------------------------------------------------------------------
+def _child_environment() -> dict[str, str]:
+    # etcd reads ETCD_* variables as flags, and a KUBECONFIG of the
+    # user's has no business here: neither may leak into the processes.
+    return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_") and k != "KUBECONFIG"}
 
 
 class ControlPlane:
@@ -412,11 +161,11 @@ class ControlPlane:
         self._assets = assets
         self._workdir: Path | None = None
         self._owns_workdir = False
-        self._processes: list[_Process] = []
+        self._processes: list[Process] = []
         self._server: str | None = None
         self._etcd_url: str | None = None
         self._kubectl_path: Path | None = None
-        self._admin_ssl: ssl.SSLContext | None = None
+        self._api: ApiClient | None = None
         self._atexit_registered = False
         #: How each process was started and how its readiness is judged, so
         #: one can be started again in its place (start_component).
@@ -454,26 +203,30 @@ class ControlPlane:
         return self.workdir / "kubeconfig"
 
     @property
+    def _pki(self) -> pki.PkiFiles:
+        return pki.PkiFiles(self.workdir / "pki")
+
+    @property
     def pki_dir(self) -> Path:
-        return self.workdir / "pki"
+        return self._pki.directory
 
     @property
     def ca_path(self) -> Path:
         """The CA certificate: it signed the API server's certificate and all client ones."""
-        return self.pki_dir / "ca.crt"
+        return self._pki.ca_cert
 
     @property
     def admin_cert_path(self) -> Path:
-        return self.pki_dir / "admin.crt"
+        return self._pki.admin_cert
 
     @property
     def admin_key_path(self) -> Path:
-        return self.pki_dir / "admin.key"
+        return self._pki.admin_key
 
     @property
     def service_account_key_path(self) -> Path:
         """The private key that signs ServiceAccount tokens."""
-        return self.pki_dir / "sa.key"
+        return self._pki.service_account_key
 
     @property
     def kube_cache_dir(self) -> Path:
@@ -598,7 +351,7 @@ class ControlPlane:
             else:
                 (self._workdir / STATE_FILE).unlink(missing_ok=True)
         self._server = None
-        self._admin_ssl = None
+        self._api = None
 
     def stop_component(self, name: str, *, kill: bool = False) -> None:
         """Stop one process (``etcd``, ``kube-apiserver``, ``kube-controller-manager``)
@@ -623,15 +376,13 @@ class ControlPlane:
         command = self._commands.get(name)
         if command is None:
             raise ControlPlaneError(f"{name} was not started by this ControlPlane object")
-        replacement = _Process.spawn(
-            name, command, log=process.log, cwd=self.workdir, detached=self.detached
-        )
+        replacement = self._spawn_process(name, command, log=process.log)
         self._processes[self._processes.index(process)] = replacement
         self._write_state()
         what, ready = self._readiness[name]
         self._await(replacement, what, ready, time.monotonic() + timeout)
 
-    def _component(self, name: str) -> _Process:
+    def _component(self, name: str) -> Process:
         for process in self._processes:
             if process.name == name:
                 return process
@@ -671,7 +422,7 @@ class ControlPlane:
         plane._server = str(state["server"])
         plane._etcd_url = str(state["etcd_url"])
         plane._kubectl_path = Path(state["kubectl"])
-        plane._processes = [_Process.from_state(p) for p in state["processes"]]
+        plane._processes = [Process.from_state(p) for p in state["processes"]]
         return plane
 
     def _atexit(self) -> None:
@@ -742,67 +493,7 @@ class ControlPlane:
     # --- start-up steps ---
 
     def _write_pki(self) -> None:
-        ca = pki.CertificateAuthority()
-        serving = ca.issue(
-            "kube-apiserver",
-            dns_names=[
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-            ip_addresses=["127.0.0.1", "::1", _KUBERNETES_SERVICE_IP],
-            server=True,
-        )
-        # The API server takes the user name from CN and groups from O.
-        admin = ca.issue("taskmill-admin", organizations=["system:masters"], client=True)
-        manager = ca.issue(
-            "system:kube-controller-manager", organizations=["system:masters"], client=True
-        )
-        signing = pki.new_key_pair()
-        files = {
-            "ca.crt": ca.cert_pem,
-            "ca.key": ca.key_pem,
-            "apiserver.crt": serving.cert_pem,
-            "apiserver.key": serving.key_pem,
-            "admin.crt": admin.cert_pem,
-            "admin.key": admin.key_pem,
-            "controller-manager.crt": manager.cert_pem,
-            "controller-manager.key": manager.key_pem,
-            "sa.key": signing.private_pem,
-            "sa.pub": signing.public_pem,
-        }
-        for name, data in files.items():
-            _write_private(self.pki_dir / name, data)
-
-    def _kubeconfig_document(
-        self,
-        user: str,
-        credentials: Mapping[str, str],
-        namespace: str | None,
-        server: str | None = None,
-    ) -> dict[str, Any]:
-        context: dict[str, str] = {"cluster": "taskmill", "user": user}
-        if namespace:
-            context["namespace"] = namespace
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "taskmill",
-                    "cluster": {
-                        "server": server or self.server,
-                        "certificate-authority-data": _b64(self.ca_path.read_bytes()),
-                    },
-                }
-            ],
-            "users": [{"name": user, "user": dict(credentials)}],
-            "contexts": [{"name": "taskmill", "context": context}],
-            "current-context": "taskmill",
-            "preferences": {},
-        }
+        pki.write_control_plane_pki(self.pki_dir, service_ip=flags.KUBERNETES_SERVICE_IP)
 
     def write_kubeconfig(
         self,
@@ -824,45 +515,51 @@ class ControlPlane:
             user, credentials = "token", {"token": token}
         else:
             user = "taskmill-admin"
-            credentials = {
-                "client-certificate-data": _b64(self.admin_cert_path.read_bytes()),
-                "client-key-data": _b64(self.admin_key_path.read_bytes()),
-            }
-        document = self._kubeconfig_document(user, credentials, namespace, server)
-        target = Path(path)
-        _write_private(target, yaml.safe_dump(document, sort_keys=False).encode())
-        return target
+            credentials = kubeconfig.embedded_client_certificate(
+                self.admin_cert_path.read_bytes(), self.admin_key_path.read_bytes()
+            )
+        document = kubeconfig.document(
+            server=server or self.server,
+            ca_pem=self.ca_path.read_bytes(),
+            user=user,
+            credentials=credentials,
+            namespace=namespace,
+        )
+        return kubeconfig.write(Path(path), document)
 
     def _write_kubeconfigs(self) -> None:
         self.write_kubeconfig(self.kubeconfig, namespace="default")
-        manager = self._kubeconfig_document(
-            "kube-controller-manager",
-            {
-                "client-certificate": str(self.pki_dir / "controller-manager.crt"),
-                "client-key": str(self.pki_dir / "controller-manager.key"),
+        manager = kubeconfig.document(
+            server=self.server,
+            ca_pem=self.ca_path.read_bytes(),
+            user="kube-controller-manager",
+            credentials={
+                "client-certificate": str(self._pki.controller_manager_cert),
+                "client-key": str(self._pki.controller_manager_key),
             },
-            None,
         )
-        _write_private(
-            self.workdir / "controller-manager.kubeconfig",
-            yaml.safe_dump(manager, sort_keys=False).encode(),
+        kubeconfig.write(self._controller_manager_kubeconfig, manager)
+
+    @property
+    def _controller_manager_kubeconfig(self) -> Path:
+        return self.workdir / "controller-manager.kubeconfig"
+
+    def _spawn_process(self, name: str, argv: Sequence[str], *, log: Path) -> Process:
+        return Process.spawn(
+            name, argv, log=log, cwd=self.workdir, env=_child_environment(), detached=self.detached
         )
 
-    def _spawn(self, name: str, binary: Path, flags: Sequence[str]) -> _Process:
-        self._commands[name] = [str(binary), *flags]
-        process = _Process.spawn(
-            name,
-            self._commands[name],
-            log=self.workdir / "logs" / f"{name}.log",
-            cwd=self.workdir,
-            detached=self.detached,
+    def _spawn(self, name: str, binary: Path, arguments: Sequence[str]) -> Process:
+        self._commands[name] = [str(binary), *arguments]
+        process = self._spawn_process(
+            name, self._commands[name], log=self.workdir / "logs" / f"{name}.log"
         )
         self._processes.append(process)
         self._write_state()
         return process
 
     def _await(
-        self, process: _Process, what: str, ready: Callable[[], bool], deadline: float
+        self, process: Process, what: str, ready: Callable[[], bool], deadline: float
     ) -> None:
         """Poll ``ready`` until it holds; fail fast if any process has exited."""
 
@@ -880,30 +577,20 @@ class ControlPlane:
                     )
             return ready()
 
-        if not _poll(check, max(0.0, deadline - time.monotonic())):
+        if not poll(check, max(0.0, deadline - time.monotonic())):
             raise ControlPlaneError(
                 f"{process.name} did not become ready ({what}) in time "
                 f"(log {process.log}); last lines:\n{process.tail()}"
             )
 
     def etcd_flag_defaults(self, client_port: int, peer_port: int) -> dict[str, str]:
-        client = f"http://127.0.0.1:{client_port}"
-        peer = f"http://127.0.0.1:{peer_port}"
-        return {
-            "name": "taskmill",
-            "data-dir": str(self.workdir / "etcd"),
-            "listen-client-urls": client,
-            "advertise-client-urls": client,
-            "listen-peer-urls": peer,
-            "initial-advertise-peer-urls": peer,
-            "initial-cluster": f"taskmill={peer}",
-            "log-level": "warn",
-            # fsync stays on (no --unsafe-no-fsync): crash tests need real durability.
-        }
+        return flags.etcd_defaults(
+            data_dir=self.workdir / "etcd", client_port=client_port, peer_port=peer_port
+        )
 
     def _start_etcd(self, binary: Path, client_port: int, peer_port: int, deadline: float) -> None:
-        flags = build_flags(self.etcd_flag_defaults(client_port, peer_port), self._etcd_flags)
-        process = self._spawn("etcd", binary, flags)
+        arguments = build_flags(self.etcd_flag_defaults(client_port, peer_port), self._etcd_flags)
+        process = self._spawn("etcd", binary, arguments)
 
         def healthy() -> bool:
             try:
@@ -916,36 +603,16 @@ class ControlPlane:
         self._await(process, "/health", healthy, deadline)
 
     def apiserver_flag_defaults(self, port: int) -> dict[str, str]:
-        flags = {
-            "etcd-servers": self.etcd_url,
-            "secure-port": str(port),
-            "bind-address": "127.0.0.1",
-            "advertise-address": "127.0.0.1",
-            # The endpoint reconciler publishes the advertise address as the
-            # `kubernetes` Service's endpoint and refuses a loopback one; with
-            # no Pods to use that Service, there is nothing to reconcile.
-            "endpoint-reconciler-type": "none",
-            "cert-dir": str(self.pki_dir),
-            "tls-cert-file": str(self.pki_dir / "apiserver.crt"),
-            "tls-private-key-file": str(self.pki_dir / "apiserver.key"),
-            "client-ca-file": str(self.ca_path),
-            "authorization-mode": "RBAC",
-            "service-account-issuer": SERVICE_ACCOUNT_ISSUER,
-            "service-account-key-file": str(self.pki_dir / "sa.pub"),
-            "service-account-signing-key-file": str(self.service_account_key_path),
-            "service-cluster-ip-range": SERVICE_CLUSTER_IP_RANGE,
-            "allow-privileged": "true",
-        }
-        if not self._controller_manager:
-            # Without the service-account controller no namespace gets its
-            # `default` ServiceAccount, and this admission plugin would then
-            # refuse every Pod.
-            flags["disable-admission-plugins"] = "ServiceAccount"
-        return flags
+        return flags.apiserver_defaults(
+            port=port,
+            etcd_url=self.etcd_url,
+            pki=self._pki,
+            service_accounts=self._controller_manager,
+        )
 
     def _start_apiserver(self, binary: Path, port: int, deadline: float) -> None:
-        flags = build_flags(self.apiserver_flag_defaults(port), self._apiserver_flags)
-        process = self._spawn("kube-apiserver", binary, flags)
+        arguments = build_flags(self.apiserver_flag_defaults(port), self._apiserver_flags)
+        process = self._spawn("kube-apiserver", binary, arguments)
 
         def ready() -> bool:
             try:
@@ -957,22 +624,15 @@ class ControlPlane:
         self._await(process, "/readyz", ready, deadline)
 
     def controller_manager_flag_defaults(self) -> dict[str, str]:
-        return {
-            "kubeconfig": str(self.workdir / "controller-manager.kubeconfig"),
-            "leader-elect": "false",
-            "service-account-private-key-file": str(self.service_account_key_path),
-            "root-ca-file": str(self.ca_path),
-            # No serving port: readiness is judged by what the controllers do.
-            "secure-port": "0",
-            # One identity (in system:masters) for all controllers, rather than
-            # a ServiceAccount each that would need the bootstrap RBAC roles.
-            "use-service-account-credentials": "false",
-            "controllers": ",".join(DEFAULT_CONTROLLERS),
-        }
+        return flags.controller_manager_defaults(
+            kubeconfig=self._controller_manager_kubeconfig, pki=self._pki
+        )
 
     def _start_controller_manager(self, binary: Path, deadline: float) -> None:
-        flags = build_flags(self.controller_manager_flag_defaults(), self._controller_manager_flags)
-        process = self._spawn("kube-controller-manager", binary, flags)
+        arguments = build_flags(
+            self.controller_manager_flag_defaults(), self._controller_manager_flags
+        )
+        process = self._spawn("kube-controller-manager", binary, arguments)
 
         def ready() -> bool:
             path = "/api/v1/namespaces/default/serviceaccounts/default"
@@ -986,14 +646,15 @@ class ControlPlane:
 
     # --- talking to the API server ---
 
-    def _ssl_context(self, *, admin: bool) -> ssl.SSLContext:
-        if admin and self._admin_ssl is not None:
-            return self._admin_ssl
-        context = ssl.create_default_context(cafile=str(self.ca_path))
-        if admin:
-            context.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
-            self._admin_ssl = context
-        return context
+    def _client(self) -> ApiClient:
+        if self._api is None:
+            self._api = ApiClient(
+                self.server,
+                ca=self.ca_path,
+                admin_cert=self.admin_cert_path,
+                admin_key=self.admin_key_path,
+            )
+        return self._api
 
     def request(
         self,
@@ -1010,24 +671,9 @@ class ControlPlane:
         ``body`` is sent as JSON unless it is already ``bytes``. Connection
         failures raise :class:`OSError`.
         """
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = content_type
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(
-            self.server + path, data=data, method=method, headers=headers
+        return self._client().request(
+            method, path, body, token=token, content_type=content_type, timeout=timeout
         )
-        context = self._ssl_context(admin=token is None)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-                return Response(response.status, response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return Response(error.code, error.read())
 
     def kubectl(
         self,
@@ -1037,18 +683,15 @@ class ControlPlane:
         timeout: float | None = 60.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run the pinned kubectl as the admin; raises :class:`KubectlError` if ``check``."""
-        argv = [
-            str(self.kubectl_path),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--cache-dir={self.kube_cache_dir}",
+        return apiclient.kubectl(
+            self.kubectl_path,
             *args,
-        ]
-        result = subprocess.run(
-            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+            kubeconfig=self.kubeconfig,
+            cache_dir=self.kube_cache_dir,
+            input=input,
+            check=check,
+            timeout=timeout,
         )
-        if check and result.returncode != 0:
-            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
-        return result
 
     def create_token(
         self,
@@ -1063,26 +706,6 @@ class ControlPlane:
         ``audience`` defaults to the API server's own (so the token works
         against it); the minimum ``duration_seconds`` is 600.
         """
-        spec: dict[str, Any] = {}
-        if audience is not None:
-            spec["audiences"] = [audience] if isinstance(audience, str) else list(audience)
-        if duration_seconds is not None:
-            spec["expirationSeconds"] = duration_seconds
-        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
-        response = self.request(
-            "POST",
-            path,
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        return self._client().create_token(
+            service_account, namespace, audience=audience, duration_seconds=duration_seconds
         )
-        if response.status != 201:
-            raise ControlPlaneError(
-                f"TokenRequest for {namespace}/{service_account} failed "
-                f"({response.status}): {_status_message(response)}"
-            )
-        return str(response.json()["status"]["token"])
-
-
-def _status_message(response: Response) -> str:
-    with contextlib.suppress(ValueError, AttributeError):
-        return str(response.json().get("message", response.text))
-    return response.text

@@ -19,16 +19,20 @@ takes tens of milliseconds, and every Kubernetes component accepts them. The
 certificates live as long as the control plane does, so they are valid from
 an hour in the past (tolerating clock skew) for ``validity`` after that.
 
-Nothing here touches the file system; :mod:`taskmill.testing.controlplane`
-writes the PEM bytes where the processes expect them.
+The certificates and keys are made in memory; only :func:`write_control_plane_pki`
+touches the file system: it issues the set above and writes it, readable by
+its owner only, into one directory (:class:`PkiFiles` names each file), where
+the processes' flags point.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,7 +43,10 @@ __all__ = [
     "CertificateAuthority",
     "IssuedCert",
     "KeyPair",
+    "PkiFiles",
     "new_key_pair",
+    "write_control_plane_pki",
+    "write_private",
 ]
 
 _DEFAULT_VALIDITY = datetime.timedelta(days=365)
@@ -205,3 +212,105 @@ class CertificateAuthority:
         return IssuedCert(
             cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_private_pem(key)
         )
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    """Where each file of a control plane's PKI is, in ``directory``."""
+
+    directory: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate: it signed the API server's certificate and all client ones."""
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def apiserver_cert(self) -> Path:
+        return self.directory / "apiserver.crt"
+
+    @property
+    def apiserver_key(self) -> Path:
+        return self.directory / "apiserver.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.directory / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.directory / "admin.key"
+
+    @property
+    def controller_manager_cert(self) -> Path:
+        return self.directory / "controller-manager.crt"
+
+    @property
+    def controller_manager_key(self) -> Path:
+        return self.directory / "controller-manager.key"
+
+    @property
+    def service_account_key(self) -> Path:
+        """The private key that signs ServiceAccount tokens."""
+        return self.directory / "sa.key"
+
+    @property
+    def service_account_public_key(self) -> Path:
+        return self.directory / "sa.pub"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (creating its directory), readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def write_control_plane_pki(directory: Path, *, service_ip: str) -> PkiFiles:
+    """Issue a fresh CA, the API server's serving certificate, the admin's and the
+    controller manager's client certificates and the service-account key pair,
+    and write them all to ``directory``.
+
+    ``service_ip``, the ``kubernetes`` Service's address, is among the
+    serving certificate's names, as in a real cluster.
+    """
+    files = PkiFiles(directory)
+    ca = CertificateAuthority()
+    serving = ca.issue(
+        "kube-apiserver",
+        dns_names=[
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+        ip_addresses=["127.0.0.1", "::1", service_ip],
+        server=True,
+    )
+    # The API server takes the user name from CN and groups from O.
+    admin = ca.issue("taskmill-admin", organizations=["system:masters"], client=True)
+    manager = ca.issue(
+        "system:kube-controller-manager", organizations=["system:masters"], client=True
+    )
+    signing = new_key_pair()
+    contents = {
+        files.ca_cert: ca.cert_pem,
+        files.ca_key: ca.key_pem,
+        files.apiserver_cert: serving.cert_pem,
+        files.apiserver_key: serving.key_pem,
+        files.admin_cert: admin.cert_pem,
+        files.admin_key: admin.key_pem,
+        files.controller_manager_cert: manager.cert_pem,
+        files.controller_manager_key: manager.key_pem,
+        files.service_account_key: signing.private_pem,
+        files.service_account_public_key: signing.public_pem,
+    }
+    for path, data in contents.items():
+        write_private(path, data)
+    return files

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
-from taskmill.testing.controlplane import free_ports
+from taskmill.testing.processes import free_ports
 
 _CHUNK = 256 * 1024
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from taskmill.testing.controlplane import ControlPlane, free_ports
+from taskmill.testing.controlplane import ControlPlane
+from taskmill.testing.processes import free_ports
 
 
 def install_crds(plane: ControlPlane, *, timeout: float = 60) -> None:
