@@ -345,3 +345,30 @@ async def test_a_status_write_that_conflicts_reads_again_and_writes_again(harnes
     ]
     assert harness.status()["lastScheduleTime"] == iso(SLOT)
     assert harness.controller.effects.conflicts == 1
+
+
+async def test_a_status_write_the_server_could_not_take_is_tried_after_the_outage_wait(
+    harness: Harness,
+) -> None:
+    harness.kube.fail("PATCH", CRON + "/status", ApiError(503, "ServiceUnavailable", "etcd"))
+    harness.kube.put(crontask())
+    await harness.settle()
+    assert "nextScheduleTime" not in harness.status()
+    retry_at = harness.controller.effects.outage.retry_at
+    assert retry_at > START
+
+    await harness.at(retry_at)
+    assert harness.status()["nextScheduleTime"] == iso(SLOT)
+
+
+async def test_a_crontask_deleted_while_its_create_waits_is_not_retried(harness: Harness) -> None:
+    harness.kube.put(crontask())
+    await harness.settle()
+    harness.kube.fail("POST", TASKS, ConnectionResetError("reset"))
+    await harness.at(SLOT)
+    await harness.kube.delete(CRON, {})
+    await harness.settle()
+    mark = len(harness.kube.requests)
+    await harness.at(SLOT + 600)
+    assert harness.kube.requests[mark:] == []
+    assert harness.children() == []

@@ -323,7 +323,9 @@ class CronController:
             return None
         for child in plan.prune:
             children.pop(child.name, None)  # its DELETED event would too
-        return self._reconcile(record, plan)
+        # The version decided on: a status written meanwhile refuses the patch.
+        resource_version = str(record.body.get("metadata", {}).get("resourceVersion", ""))
+        return self._reconcile(record, plan, resource_version)
 
     # -- effects -------------------------------------------------------------
 
@@ -437,7 +439,7 @@ class CronController:
         record.scheduled = slot if record.scheduled is None else max(record.scheduled, slot)
         self._queue.requeue(record.key)
 
-    async def _reconcile(self, record: Record, plan: plans.Plan) -> None:
+    async def _reconcile(self, record: Record, plan: plans.Plan, resource_version: str) -> None:
         key = record.key
         if plan.warning is not None:
             await self.effects.event(record.body, *dataclasses.astuple(plan.warning))
@@ -447,14 +449,16 @@ class CronController:
             ):
                 log.info("CronTask %s/%s: pruned %s", *key, child.name)
         if plan.status:
-            await self._write_status(record, plan.status)
+            await self._write_status(record, plan.status, resource_version)
 
-    async def _write_status(self, record: Record, patch: dict[str, Any]) -> None:
-        """Merge ``patch`` into ``status`` if the CronTask is still as it was read."""
+    async def _write_status(
+        self, record: Record, patch: dict[str, Any], resource_version: str
+    ) -> None:
+        """Merge ``patch`` into ``status`` if the CronTask is still at ``resource_version``."""
         key = record.key
-        meta = record.body.get("metadata", {})
+        uid = record.crontask.metadata.uid
         written = await self.effects.write_status(
-            CronTask.RESOURCE_PLURAL, key, str(meta.get("resourceVersion", "")), patch
+            CronTask.RESOURCE_PLURAL, key, resource_version, patch
         )
         if self._records.get(key) is not record:
             return  # deleted or replaced meanwhile
@@ -466,7 +470,7 @@ class CronController:
             fresh = await self.effects.read(CronTask.RESOURCE_PLURAL, key)
             if fresh is None or self._records.get(key) is not record:
                 return  # gone, or unreadable: its next watch event brings it
-            if fresh.get("metadata", {}).get("uid") != meta.get("uid"):
+            if fresh.get("metadata", {}).get("uid") != uid:
                 return  # another CronTask by that name: its own events bring it
             self._take(record, fresh)
             self._queue.requeue(key)
