@@ -39,6 +39,16 @@ class Harness:
     lags: list[float]
     #: Stop delivering watch events (of Tasks, of CronTasks) to the controller.
     unwatch: dict[str, Callable[[], None]]
+    leading: asyncio.Task[None] | None = None
+
+    def lead(self) -> None:
+        self.leading = asyncio.create_task(self.controller.run())
+
+    async def step_down(self) -> None:
+        assert self.leading is not None
+        self.leading.cancel()
+        await asyncio.gather(self.leading, return_exceptions=True)
+        self.leading = None
 
     def watch(self, plural: str) -> None:
         observe = self.controller.observe_task if plural == "tasks" else self.controller.observe
@@ -128,10 +138,10 @@ async def harness() -> AsyncIterator[Harness]:
     harness = Harness(kube, clock, controller, lags, {})
     harness.watch("crontasks")
     harness.watch("tasks")
-    running = asyncio.create_task(controller.run())
+    harness.lead()
     yield harness
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    if harness.leading is not None:
+        await harness.step_down()
 
 
 async def test_a_slot_fires_one_child_and_one_status_write(harness: Harness) -> None:
@@ -372,3 +382,18 @@ async def test_a_crontask_deleted_while_its_create_waits_is_not_retried(harness:
     await harness.at(SLOT + 600)
     assert harness.kube.requests[mark:] == []
     assert harness.children() == []
+
+
+async def test_a_slot_whose_create_waited_when_leading_ended_is_tried_in_the_next_term(
+    harness: Harness,
+) -> None:
+    harness.kube.put(crontask())
+    await harness.settle()
+    harness.kube.fail("POST", TASKS, ConnectionResetError("reset"))
+    await harness.at(SLOT)
+    await harness.step_down()
+    harness.clock.set(SLOT + 5)
+    harness.lead()
+    await harness.settle()
+    assert harness.children() == [f"hourly-{int(SLOT)}"]
+    assert harness.status()["lastScheduleTime"] == iso(SLOT)

@@ -116,9 +116,6 @@ class Creating:
     retry_at: float
     #: When the slot was fired (for the log's lag).
     fired_at: float
-    #: ``last_slot`` before the fire: restored if leadership ends meanwhile, so
-    #: the next leader term tries the slot again (a second create is a no-op).
-    previous_last: float
 
     @property
     def name(self) -> str:
@@ -140,6 +137,10 @@ class Record:
     scheduled: float | None = None
     warned_generation: int | None = None
     creating: Creating | None = None
+    #: While a fire is not over: ``last_slot`` before it, restored if leading
+    #: ends meanwhile, so the next term tries the slot again (a second create
+    #: of it is a no-op).
+    unsettled_from: float | None = None
 
 
 class CronController:
@@ -253,9 +254,9 @@ class CronController:
             self._leading = False
             await self._queue.close()
             for record in self._records.values():
-                if record.creating is not None:
-                    record.last_slot = record.creating.previous_last
-                    record.creating = None
+                if record.unsettled_from is not None:
+                    record.last_slot = record.unsettled_from
+                record.creating = record.unsettled_from = None
 
     def tick(self) -> None:
         """Look at every CronTask whose timer is due (the loop does this each
@@ -290,7 +291,7 @@ class CronController:
                 return self._create(record, creating)
             log.info("CronTask %s/%s changed; %s not retried", *key, creating.name)
             # Settled here without a requeue: this step goes on to the status.
-            record.creating = None
+            record.creating = record.unsettled_from = None
             record.scheduled = max(record.scheduled or creating.slot, creating.slot)
         children = self._children_of(record)
         plan = plans.plan(
@@ -312,8 +313,8 @@ class CronController:
         if plan.look_again_at is not None:
             self._arm(key, plan.look_again_at)
         if plan.fire is not None:
-            previous_last, record.last_slot = record.last_slot, plan.fire.slot
-            return self._fire(record, plan.fire, now, previous_last)
+            record.unsettled_from, record.last_slot = record.last_slot, plan.fire.slot
+            return self._fire(record, plan.fire, now)
         if plan.warning is not None:
             # One Warning per generation: the schedule is read again only when
             # the spec changes, so there is nothing to retry.
@@ -329,9 +330,7 @@ class CronController:
 
     # -- effects -------------------------------------------------------------
 
-    async def _fire(
-        self, record: Record, fire: plans.Fire, now: float, previous_last: float
-    ) -> None:
+    async def _fire(self, record: Record, fire: plans.Fire, now: float) -> None:
         key = record.key
         if fire.skipped:
             log.info("CronTask %s/%s: %d missed slots run once", *key, fire.skipped)
@@ -368,7 +367,6 @@ class CronController:
             deadline=plans.retry_deadline(record.schedule, crontask, fire.slot),
             retry_at=now,
             fired_at=now,
-            previous_last=previous_last,
         )
         record.creating = creating
         self._on_fire(self.now() - fire.slot)
@@ -435,7 +433,7 @@ class CronController:
 
     def _settled(self, record: Record, slot: float) -> None:
         """A fire is over: ``lastScheduleTime`` may record its slot."""
-        record.creating = None
+        record.creating = record.unsettled_from = None
         record.scheduled = slot if record.scheduled is None else max(record.scheduled, slot)
         self._queue.requeue(record.key)
 
