@@ -132,9 +132,13 @@ def child(
 async def harness() -> AsyncIterator[Harness]:
     clock = FakeClock(START)
     kube = FakeKube(clock)
-    effects = Effects(kube, clock, max_concurrent_writes=8, events_per_second=100, component="test")  # type: ignore[arg-type]
+    effects = Effects(
+        kube.as_client(), clock, max_concurrent_writes=8, events_per_second=100, component="test"
+    )
     lags: list[float] = []
-    controller = CronController(kube, effects, clock=clock, create_retry=RETRY, on_fire=lags.append)  # type: ignore[arg-type]
+    controller = CronController(
+        kube.as_client(), effects, clock=clock, create_retry=RETRY, on_fire=lags.append
+    )
     harness = Harness(kube, clock, controller, lags, {})
     harness.watch("crontasks")
     harness.watch("tasks")
@@ -171,8 +175,10 @@ async def test_a_slot_fires_one_child_and_one_status_write(harness: Harness) -> 
 async def test_nothing_is_written_before_leading() -> None:
     clock = FakeClock(START)
     kube = FakeKube(clock)
-    effects = Effects(kube, clock, max_concurrent_writes=8, events_per_second=100, component="test")  # type: ignore[arg-type]
-    controller = CronController(kube, effects, clock=clock)  # type: ignore[arg-type]
+    effects = Effects(
+        kube.as_client(), clock, max_concurrent_writes=8, events_per_second=100, component="test"
+    )
+    controller = CronController(kube.as_client(), effects, clock=clock)
     controller.observe("ADDED", kube.put(crontask()))
     clock.set(SLOT)
     controller.tick()

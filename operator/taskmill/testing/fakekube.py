@@ -39,10 +39,10 @@ import itertools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from taskmill.dispatch.clock import Clock, WallClock, to_datetime
-from taskmill.kube.client import ApiError
+from taskmill.kube.client import ApiError, KubeClient
 
 Obj = dict[str, Any]
 #: (plural, namespace, name); namespace "" for cluster-scoped objects.
@@ -171,6 +171,10 @@ class FakeKube:
         self.closed = False
 
     # -- test helpers ----------------------------------------------------------
+
+    def as_client(self) -> KubeClient:
+        """This fake, typed as the client the controller's code expects."""
+        return cast(KubeClient, self)
 
     def fail(self, method: str, url_prefix: str, error: BaseException, times: int = 1) -> None:
         """Make the next ``times`` requests of ``method`` to a URL starting with
