@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskmill.dispatch.clock import FakeClock
 from taskmill.kube.client import ApiError, path
@@ -244,3 +246,28 @@ def test_merge_is_rfc_7386() -> None:
     assert merge({"e": None}, {"a": 1}) == {"e": None, "a": 1}
     assert merge({"a": "foo"}, "bar") == "bar"
     assert merge({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(st.text(max_size=2), JSON, max_size=4),
+    st.dictionaries(st.text(max_size=2), JSON, max_size=4),
+)
+def test_a_merge_patch_applied_twice_is_applied_once(
+    target: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    once = merge(target, patch)
+    assert merge(once, patch) == once
+    for key, value in patch.items():  # what the patch names is as it says, or gone
+        if value is None:
+            assert key not in once
+        elif not isinstance(value, dict):
+            assert once[key] == value

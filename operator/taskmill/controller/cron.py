@@ -1,14 +1,18 @@
-"""CronTask firing: one timer per CronTask, children named after their slot.
+"""CronTask firing: one reconciler per CronTask, children named after their slot.
 
 :class:`CronController` is fed watch events: ``observe`` for CronTasks and
 ``observe_task`` for their child Tasks (the operator hands both over, see
 :mod:`taskmill.controller.run`). It keeps, per CronTask, the parsed schedule
-and the children it knows, and in :meth:`CronController.run` a single timer
-heap: the loop sleeps until the earliest next fire time (no polling), fires,
-and re-arms. The schedule math is pure, in :mod:`taskmill.dispatch.schedule`.
-The operator runs it in a process of its own
-(:mod:`taskmill.controller.cron_process`), so fires are not delayed by the
-Task engine's work in the operator's process.
+and the children it knows; each change puts the CronTask on a
+:class:`~taskmill.controller.workqueue.KeyedQueue` (one step at a time per
+CronTask), whose step asks :func:`taskmill.dispatch.crontask_plan.plan` what
+to do and carries it out through :class:`~taskmill.controller.effects.Effects`.
+In :meth:`CronController.run` a single :class:`~taskmill.dispatch.timers.Timers`
+heap on the injected clock says when to look at a CronTask again: the loop
+sleeps until the earliest (no polling), and the step decides afresh. The
+schedule math is pure, in :mod:`taskmill.dispatch.schedule`. The operator runs
+this in a process of its own (:mod:`taskmill.controller.cron_process`), so
+fires are not delayed by the Task engine's work in the operator's process.
 
 Firing a slot, in order:
 
@@ -20,10 +24,13 @@ Firing a slot, in order:
 2. Create the child Task, named ``<crontask>-<slot unix seconds>`` (see
    :func:`child_name`), owned by the CronTask. A second create of the same
    slot — another replica, or this one after a restart — is a 409
-   AlreadyExists and a no-op, so a slot can never run twice.
+   AlreadyExists and a no-op, so a slot can never run twice. A create that
+   fails on the way (unreachable, 5xx, 429) is tried again with
+   :data:`CREATE_RETRY` backoff, as a timer: the CronTask is free meanwhile.
 3. Write ``status`` (``lastScheduleTime``, ``nextScheduleTime``, ``active``,
    conditions) through the status subresource with a resourceVersion
-   precondition. Spec and metadata are never written: GitOps tools see no drift.
+   precondition; on a conflict the CronTask is read again and decided again.
+   Spec and metadata are never written: GitOps tools see no drift.
 
 State is rebuilt from the API on start (the watch lists every CronTask and
 child): ``lastScheduleTime`` says which slot was fired last, and
@@ -42,121 +49,144 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
-import heapq
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
+from taskmill.controller.effects import Effects, Failure
 from taskmill.controller.events import EventRecorder
+from taskmill.controller.workqueue import KeyedQueue
+from taskmill.dispatch import crontask_plan as plans
 from taskmill.dispatch import schedule as schedules
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import Clock, WallClock, to_timestamp
+from taskmill.dispatch.crontask_plan import (
+    CONDITION_SCHEDULE_VALID,
+    CRONTASK_LABEL,
+    MAX_RETRY_SECONDS,
+    SCHEDULED_AT_ANNOTATION,
+    Child,
+    child_name,
+    label_value,
+)
+from taskmill.dispatch.timers import Timers
 from taskmill.dispatch.transitions import iso
-from taskmill.kube.client import ApiError, KubeClient, path
-from taskmill.models.base import API_VERSION
-from taskmill.models.crontask import ConcurrencyPolicy
+from taskmill.kube.client import UNREACHABLE, ApiError, KubeClient, path
 from taskmill.models.resources import CronTask, Task
-from taskmill.models.task import CONDITION_READY, CONDITION_STALLED, Phase
+from taskmill.models.task import Phase
+
+__all__ = [
+    "CONDITION_SCHEDULE_VALID",
+    "CREATE_RETRY",
+    "CRONTASK_LABEL",
+    "MAX_RETRY_SECONDS",
+    "SCHEDULED_AT_ANNOTATION",
+    "CronController",
+    "child_name",
+    "label_value",
+]
 
 log = logging.getLogger(__name__)
 
-#: Label on every child: the CronTask's name (hashed if longer than a label value may be).
-CRONTASK_LABEL = "taskmill.dev/crontask"
-#: Annotation on every child: its slot time, RFC 3339 UTC.
-SCHEDULED_AT_ANNOTATION = "taskmill.dev/scheduled-at"
-CONDITION_SCHEDULE_VALID = "ScheduleValid"
 #: Between attempts to create a child after a transient error (no jitter: one
 #: create per CronTask and slot, nothing to spread).
 CREATE_RETRY = BackoffPolicy(initial_seconds=0.2, factor=2, max_seconds=5, jitter=0)
-#: The longest a child's create is retried, whatever the schedule.
-MAX_RETRY_SECONDS = 300.0
-
-#: Task names are DNS subdomains.
-MAX_NAME = 253
-MAX_LABEL_VALUE = 63
+#: Status writes and deletes in flight at once, when the controller builds its
+#: own Effects (given only an EventRecorder).
+MAX_CONCURRENT_WRITES = 16
 
 Key = tuple[str, str]  # namespace, name
 
 
-def _shorten(name: str, limit: int) -> str:
-    """``name`` if it fits in ``limit``, else a prefix and 8 hex of its SHA-256."""
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    prefix = name[: limit - 9].rstrip("-.")
-    return f"{prefix}-{digest}"
+@dataclass(frozen=True)
+class Creating:
+    """A child's create that has not been answered yet (or is to be tried again)."""
 
-
-def child_name(crontask: str, slot: float) -> str:
-    """The child Task's name for ``slot``: ``<crontask>-<unix seconds>``.
-
-    Deterministic, so every replica derives the same name. A CronTask name
-    too long to leave room for the suffix is cut and given a hash of the full
-    name, keeping the result a valid DNS subdomain of at most 253 characters.
-    """
-    suffix = f"-{int(slot)}"
-    return _shorten(crontask, MAX_NAME - len(suffix)) + suffix
-
-
-def label_value(crontask: str) -> str:
-    """The ``taskmill.dev/crontask`` label value (label values are at most 63 chars)."""
-    return _shorten(crontask, MAX_LABEL_VALUE)
-
-
-@dataclass
-class Child:
-    name: str
-    uid: str
-    phase: Phase
     slot: float
-    finished_at: float | None = None
+    body: dict[str, Any]
+    #: Attempts made so far.
+    attempt: int
+    #: Past this, no further attempt (:func:`~taskmill.dispatch.crontask_plan.retry_deadline`).
+    deadline: float
+    #: When the next attempt is due.
+    retry_at: float
+    #: When the slot was fired (for the log's lag).
+    fired_at: float
+
+    @property
+    def name(self) -> str:
+        name: str = self.body["metadata"]["name"]
+        return name
 
 
 @dataclass
 class Record:
     key: Key
     body: dict[str, Any]
-    crontask: CronTask | None
-    schedule: schedules.Schedule | None
-    #: The newest slot fired (or skipped) so far.
+    crontask: CronTask
+    #: The newest slot fired (or skipped) so far: never fired again.
     last_slot: float
-    #: Armed fire time; a heap entry with another time is stale.
-    armed: float | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    warned_generation: int | None = None
+    schedule: schedules.Schedule | None = None
     #: Why the schedule cannot be used, while it cannot.
     error: schedules.ScheduleError | None = None
+    #: The newest slot whose fire is over: what ``lastScheduleTime`` records.
+    scheduled: float | None = None
+    warned_generation: int | None = None
+    creating: Creating | None = None
+    #: While a fire is not over: ``last_slot`` before it, restored if leading
+    #: ends meanwhile, so the next term tries the slot again (a second create
+    #: of it is a no-op).
+    unsettled_from: float | None = None
 
 
 class CronController:
     def __init__(
         self,
         client: KubeClient,
-        events: EventRecorder,
+        effects: Effects | EventRecorder,
         *,
         clock: Clock | None = None,
         create_retry: BackoffPolicy = CREATE_RETRY,
         on_fire: Callable[[float], None] = lambda lag: None,
     ) -> None:
         self._client = client
-        self._events = events
         self.clock: Clock = clock or WallClock()
+        if isinstance(effects, EventRecorder):
+            recorder = effects
+            effects = Effects(
+                client,
+                self.clock,
+                max_concurrent_writes=MAX_CONCURRENT_WRITES,
+                events_per_second=1,
+                component="taskmill",
+            )
+            effects.events = recorder  # Events as the caller's recorder posts them
+        self.effects = effects
         self._create_retry = create_retry
         self._records: dict[Key, Record] = {}
         #: Children by (namespace, owner uid), so they may arrive before their CronTask.
         self._children: dict[tuple[str, str], dict[str, Child]] = {}
-        self._heap: list[tuple[float, Key]] = []
+        self._queue: KeyedQueue[Key] = KeyedQueue(self._step, name="crontask")
+        self._timers: Timers[Key] = Timers()
         self._wake = asyncio.Event()
-        self._running = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._leading = False
+        #: The latest timer time the loop slept until (see :meth:`now`).
+        self._reached = 0.0
         #: Told each fire's lag: seconds after the slot the child's create is sent.
         self._on_fire = on_fire
+
+    def now(self) -> float:
+        """The clock's time, or the time of the last timer slept until if later.
+
+        Having slept until a timer's time, the loop takes that time as come:
+        on a clock that moves only when told (tests, a simulation) the timer
+        still fires, and on the wall clock the two differ by the sleep's
+        rounding at most."""
+        return max(self.clock.now(), self._reached)
 
     # -- watch events ------------------------------------------------------
 
@@ -173,444 +203,303 @@ class CronController:
         if crontask is None:
             return
         record = self._records.get(key)
-        if record is None or (record.crontask and record.crontask.metadata.uid != meta.get("uid")):
-            record = Record(key, body, crontask, None, last_slot=self._initial_last(crontask))
+        if record is None or record.crontask.metadata.uid != meta.get("uid"):
+            record = Record(key, body, crontask, last_slot=self._initial_last(crontask))
             self._records[key] = record
-        else:
-            record.body = body
-            record.crontask = crontask
-            status_last = crontask.status.last_schedule_time if crontask.status else None
-            if status_last is not None:
-                record.last_slot = max(record.last_slot, to_timestamp(status_last))
-        try:
-            record.schedule = schedules.parse(crontask.spec.schedule, crontask.spec.time_zone)
-            record.error = None
-        except schedules.ScheduleError as exc:
-            record.schedule = None
-            record.error = exc
-        self._arm(record)
-        self._spawn(self._sync_status(record))
+        elif _older(body, record.body):
+            return  # an event from before a version this controller wrote or read
+        self._take(record, body, crontask)
+        _parse(record)
+        self._queue.enqueue(key)
 
     def observe_task(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event of a Task labelled as some CronTask's child."""
-        meta = body.get("metadata", {})
-        owner = next(
-            (
-                ref
-                for ref in meta.get("ownerReferences") or ()
-                if ref.get("kind") == "CronTask" and ref.get("controller")
-            ),
-            None,
-        )
-        if owner is None:
+        owned = plans.child_of(body)
+        if owned is None:
             return
-        namespace = meta.get("namespace", "")
-        children = self._children.setdefault((namespace, owner["uid"]), {})
-        name = meta.get("name", "")
+        namespace = (body.get("metadata") or {}).get("namespace", "")
+        children = self._children.setdefault((namespace, owned.owner_uid), {})
+        child = owned.child
         if event_type == "DELETED":
-            children.pop(name, None)
+            children.pop(child.name, None)
         else:
-            status = body.get("status") or {}
-            try:
-                phase = Phase(status.get("phase", "Pending"))
-            except ValueError:
-                phase = Phase.PENDING
-            previous = children.get(name)
-            finished = status.get("finishedAt")
-            children[name] = Child(
-                name,
-                meta.get("uid", ""),
-                phase,
-                _slot_of(meta),
-                to_timestamp(_parse_time(finished)) if finished else None,
-            )
-            if previous is not None and previous.phase == phase:
+            previous = children.get(child.name)
+            children[child.name] = child
+            if previous is not None and previous.phase == child.phase:
                 return
-        record = self._records.get((namespace, owner.get("name", "")))
-        if record is not None and record.crontask and record.crontask.metadata.uid == owner["uid"]:
-            self._spawn(self._after_child_change(record))
+        record = self._records.get((namespace, owned.owner_name))
+        if record is not None and record.crontask.metadata.uid == owned.owner_uid:
+            self._queue.enqueue(record.key)
 
     # -- the timer loop ----------------------------------------------------
 
     async def run(self) -> None:
         """Fire schedules until cancelled (run it only while leading)."""
-        self._running = True
-        self._heap = []
-        for record in self._records.values():
-            record.armed = None
-            self._arm(record)
-            self._spawn(self._sync_status(record))
+        self._leading = True
+        self._timers = Timers()
+        for key in list(self._records):
+            self._queue.enqueue(key)
         try:
             while True:
                 self._wake.clear()
-                now = self.clock.now()
-                while self._heap and self._heap[0][0] <= now:
-                    when, key = heapq.heappop(self._heap)
-                    due = self._records.get(key)
-                    if due is not None and due.armed == when:
-                        due.armed = None
-                        self._spawn(self._fire(due))
-                delay = self._heap[0][0] - now if self._heap else None
-                with contextlib.suppress(TimeoutError):
+                self.tick()
+                next_at = self._timers.next_at()
+                delay = None if next_at is None else max(0.0, next_at - self.now())
+                try:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                except TimeoutError:
+                    if next_at is not None:
+                        self._reached = max(self._reached, next_at)
         finally:
-            self._running = False
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._leading = False
+            await self._queue.close()
+            for record in self._records.values():
+                if record.unsettled_from is not None:
+                    record.last_slot = record.unsettled_from
+                record.creating = record.unsettled_from = None
 
-    def _arm(self, record: Record) -> None:
-        """Set the record's timer: now if a slot is due, else its next slot."""
-        crontask = record.crontask
-        if record.schedule is None or crontask is None or crontask.spec.suspend:
-            record.armed = None
-            return
-        now = self.clock.now()
-        try:
-            due = schedules.due_slot(
-                record.schedule,
-                last_slot=record.last_slot,
-                now=now,
-                starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
-            )
-            if due is not None:
-                when = now
-            else:
-                when = record.schedule.next_after(max(now, record.last_slot))
-        except Exception as exc:
-            self._not_computable(record, exc)
-            return
-        if record.armed == when:
-            return
-        record.armed = when
-        if self._running:
-            heapq.heappush(self._heap, (when, record.key))
+    def tick(self) -> None:
+        """Look at every CronTask whose timer is due (the loop does this each
+        time it wakes; a test or simulation moving a fake clock may too)."""
+        for key in self._timers.due(self.now()):
+            self._queue.enqueue(key)
+
+    async def idle(self) -> None:
+        """Wait until no CronTask's effects are running (tests, orderly shutdown)."""
+        await self._queue.idle()
+
+    def _arm(self, key: Key, when: float) -> None:
+        earliest = self._timers.next_at()
+        self._timers.at(key, when)
+        if earliest is None or when < earliest:
             self._wake.set()
 
-    # -- actions -----------------------------------------------------------
+    # -- the step: decide, then hand back the effects ------------------------
 
-    async def _fire(self, record: Record) -> None:
-        async with record.lock:
-            crontask, schedule = record.crontask, record.schedule
-            if crontask is None or schedule is None or crontask.spec.suspend:
-                return
-            now = self.clock.now()
-            try:
-                due = schedules.due_slot(
-                    schedule,
-                    last_slot=record.last_slot,
-                    now=now,
-                    starting_deadline_seconds=crontask.spec.starting_deadline_seconds,
-                )
-            except Exception as exc:
-                self._not_computable(record, exc)
-                return
-            if due is None:
-                self._arm(record)
-                return
-            record.last_slot = due.slot
-            if due.skipped:
-                log.info("CronTask %s/%s: %d missed slots run once", *record.key, due.skipped)
-            if due.too_late:
-                log.warning(
-                    "CronTask %s/%s missed its slot %s by more than startingDeadlineSeconds",
-                    *record.key,
-                    iso(due.slot),
-                )
-                await self._events.record(
-                    record.body,
-                    "Warning",
-                    "MissedSchedule",
-                    f"slot {iso(due.slot)} missed by {now - due.slot:.0f}s, more than "
-                    f"startingDeadlineSeconds={crontask.spec.starting_deadline_seconds}; skipped",
-                )
-            else:
-                await self._start_child(record, crontask, due.slot, now)
-            self._arm(record)
-            await self._write_status(record, last_schedule=due.slot)
+    def _step(self, key: Key) -> Coroutine[Any, Any, None] | None:
+        record = self._records.get(key)
+        if record is None or not self._leading:
+            return None  # not leading: the leader writes status and fires
+        crontask = record.crontask
+        now = self.now()
+        creating = record.creating
+        if creating is not None:
+            if not crontask.spec.suspend:
+                if creating.retry_at > now:
+                    self._arm(key, creating.retry_at)
+                    return None
+                return self._create(record, creating)
+            log.info("CronTask %s/%s changed; %s not retried", *key, creating.name)
+            # Settled here without a requeue: this step goes on to the status.
+            record.creating = record.unsettled_from = None
+            record.scheduled = max(record.scheduled or creating.slot, creating.slot)
+        children = self._children_of(record)
+        plan = plans.plan(
+            crontask,
+            record.body.get("status") or {},
+            children.values(),
+            schedule=record.schedule,
+            error=record.error,
+            last_slot=record.last_slot,
+            scheduled=record.scheduled,
+            warned_generation=record.warned_generation,
+            now=now,
+        )
+        if plan.fault is not None:  # a fault in the schedule code: contained to this CronTask
+            log.error("CronTask %s/%s: schedule computation failed", *key, exc_info=plan.fault)
+        if plan.error is not None and record.error is None:
+            # Its next spec change (or event) parses and tries it afresh.
+            record.schedule, record.error = None, plan.error
+        if plan.look_again_at is not None:
+            self._arm(key, plan.look_again_at)
+        if plan.fire is not None:
+            record.unsettled_from, record.last_slot = record.last_slot, plan.fire.slot
+            return self._fire(record, plan.fire, now)
+        if plan.warning is not None:
+            # One Warning per generation: the schedule is read again only when
+            # the spec changes, so there is nothing to retry.
+            record.warned_generation = crontask.metadata.generation
+            log.warning("CronTask %s/%s: %s", *key, plan.warning.message)
+        if not (plan.prune or plan.status or plan.warning):
+            return None
+        for child in plan.prune:
+            children.pop(child.name, None)  # its DELETED event would too
+        # The version decided on: a status written meanwhile refuses the patch.
+        resource_version = str(record.body.get("metadata", {}).get("resourceVersion", ""))
+        return self._reconcile(record, plan, resource_version)
 
-    async def _start_child(
-        self, record: Record, crontask: CronTask, slot: float, now: float
-    ) -> None:
-        active = self._active(record)
-        policy = crontask.spec.concurrency_policy
-        if active and policy is ConcurrencyPolicy.FORBID:
+    # -- effects -------------------------------------------------------------
+
+    async def _fire(self, record: Record, fire: plans.Fire, now: float) -> None:
+        key = record.key
+        if fire.skipped:
+            log.info("CronTask %s/%s: %d missed slots run once", *key, fire.skipped)
+        if fire.event is not None:
+            log.warning(
+                "CronTask %s/%s missed its slot %s by more than startingDeadlineSeconds",
+                *key,
+                iso(fire.slot),
+            )
+            await self.effects.event(record.body, *dataclasses.astuple(fire.event))
+            self._settled(record, fire.slot)
+            return
+        if fire.verdict is plans.Verdict.SKIP:
             log.info(
                 "CronTask %s/%s: slot %s skipped, %s still running (Forbid)",
-                *record.key,
-                iso(slot),
-                active[0].name,
+                *key,
+                iso(fire.slot),
+                fire.active[0].name,
             )
+            self._settled(record, fire.slot)
             return
-        if active and policy is ConcurrencyPolicy.REPLACE:
-            for child in active:
-                await self._cancel_child(record, child)
-        name = child_name(record.key[1], slot)
-        body = self._child_body(record, crontask, name, slot)
-        self._on_fire(self.clock.now() - slot)
-        created = await self._create(record, crontask, name, body, slot)
-        if created is None:
-            return
-        log.info(
-            "CronTask %s/%s: created %s, %.0f ms after its slot",
-            *record.key,
-            name,
-            (now - slot) * 1000,
+        if fire.verdict is plans.Verdict.REPLACE:
+            for child in fire.active:
+                log.info("CronTask %s/%s: deleting %s (Replace)", *key, child.name)
+                await self.effects.delete(
+                    Task.RESOURCE_PLURAL, (key[0], child.name), child.uid, "Replace"
+                )
+        crontask = record.crontask
+        template = (record.body.get("spec") or {}).get("taskTemplate") or {}
+        creating = Creating(
+            slot=fire.slot,
+            body=plans.child_body(key[0], key[1], crontask.metadata.uid, template, fire.slot),
+            attempt=0,
+            deadline=plans.retry_deadline(record.schedule, crontask, fire.slot),
+            retry_at=now,
+            fired_at=now,
         )
-        uid = crontask.metadata.uid
-        children = self._children.setdefault((record.key[0], uid), {})
-        created_meta = created.get("metadata", {})
-        children.setdefault(name, Child(name, created_meta.get("uid", ""), Phase.PENDING, slot))
+        record.creating = creating
+        self._on_fire(self.now() - fire.slot)
+        await self._create(record, creating)
 
-    async def _create(
-        self, record: Record, crontask: CronTask, name: str, body: dict[str, Any], slot: float
-    ) -> dict[str, Any] | None:
-        """Create the child; None when it exists already or cannot be created.
+    async def _create(self, record: Record, creating: Creating) -> None:
+        """One attempt at creating the child.
 
         The child's name makes a retried create idempotent, so a slot is not
         lost to a dropped connection or an API server restart: transient
-        errors are retried until :func:`_retry_deadline`, or until the
-        CronTask is deleted, replaced or suspended meanwhile.
+        errors are tried again (a timer, then this again) until the retry
+        deadline, or until the CronTask is deleted, replaced or suspended.
         """
-        url = path(Task.RESOURCE_PLURAL, record.key[0])
-        give_up_at = _retry_deadline(record.schedule, crontask, slot)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                created: dict[str, Any] = await self._client.create(url, body)
-                return created
-            except ApiError as exc:
-                if exc.already_exists:
-                    log.info("CronTask %s/%s: %s exists already (no-op)", *record.key, name)
-                    return None
-                error: Exception = exc
-                transient = exc.is_transient
-            except (OSError, aiohttp.ClientError) as exc:
-                error, transient = exc, True
-            delay = self._create_retry.base_delay(attempt)
-            if not transient or self.clock.now() + delay >= give_up_at:
-                log.warning("CronTask %s/%s: cannot create %s: %s", *record.key, name, error)
-                await self._events.record(record.body, "Warning", "FailedCreate", str(error))
-                return None
-            (log.warning if attempt == 1 else log.info)(
-                "CronTask %s/%s: create of %s failed (%s), retrying in %.1fs",
-                *record.key,
-                name,
-                error,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            current = self._records.get(record.key)
-            if current is not record or current.crontask is None or current.crontask.spec.suspend:
-                log.info("CronTask %s/%s changed; %s not retried", *record.key, name)
-                return None
-
-    def _child_body(
-        self, record: Record, crontask: CronTask, name: str, slot: float
-    ) -> dict[str, Any]:
-        template = (record.body.get("spec") or {}).get("taskTemplate") or {}
-        template_meta = template.get("metadata") or {}
-        labels = {**(template_meta.get("labels") or {}), CRONTASK_LABEL: label_value(record.key[1])}
-        annotations = {
-            **(template_meta.get("annotations") or {}),
-            SCHEDULED_AT_ANNOTATION: iso(slot),
-        }
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "Task",
-            "metadata": {
-                "name": name,
-                "namespace": record.key[0],
-                "labels": labels,
-                "annotations": annotations,
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": "CronTask",
-                        "name": record.key[1],
-                        "uid": crontask.metadata.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "spec": template.get("spec") or {},
-        }
-
-    async def _cancel_child(self, record: Record, child: Child) -> None:
-        log.info("CronTask %s/%s: deleting %s (Replace)", *record.key, child.name)
-        options: dict[str, Any] = {"propagationPolicy": "Background"}
-        if child.uid:
-            options["preconditions"] = {"uid": child.uid}
+        key, name = record.key, creating.name
+        attempt = creating.attempt + 1
+        error: Exception
         try:
-            await self._client.delete(
-                path(Task.RESOURCE_PLURAL, record.key[0], child.name), options
+            created: dict[str, Any] = await self._client.create(
+                path(Task.RESOURCE_PLURAL, key[0]), creating.body
             )
         except ApiError as exc:
-            if not (exc.is_not_found or exc.is_conflict):
-                log.warning("CronTask %s/%s: cannot delete %s: %s", *record.key, child.name, exc)
-        except OSError as exc:
-            log.warning("CronTask %s/%s: cannot delete %s: %s", *record.key, child.name, exc)
-
-    async def _after_child_change(self, record: Record) -> None:
-        if not self._running:
+            if exc.already_exists:
+                log.info("CronTask %s/%s: %s exists already (no-op)", *key, name)
+                self._settled(record, creating.slot)
+                return
+            error, transient = exc, exc.is_transient
+        except UNREACHABLE as exc:
+            error, transient = exc, True
+        else:
+            log.info(
+                "CronTask %s/%s: created %s, %.0f ms after its slot",
+                *key,
+                name,
+                (creating.fired_at - creating.slot) * 1000,
+            )
+            uid = created.get("metadata", {}).get("uid", "")
+            children = self._children.setdefault((key[0], record.crontask.metadata.uid), {})
+            children.setdefault(name, Child(name, uid, Phase.PENDING, creating.slot))
+            self._settled(record, creating.slot)
             return
-        async with record.lock:
-            await self._prune(record)
-            await self._write_status(record)
+        if self._records.get(key) is not record or record.creating is not creating:
+            return  # deleted or replaced meanwhile
+        when = plans.retry_at(
+            self._create_retry,
+            attempt=attempt,
+            transient=transient,
+            now=self.now(),
+            deadline=creating.deadline,
+        )
+        if when is None:
+            log.warning("CronTask %s/%s: cannot create %s: %s", *key, name, error)
+            await self.effects.event(record.body, "Warning", "FailedCreate", str(error))
+            self._settled(record, creating.slot)
+            return
+        (log.warning if attempt == 1 else log.info)(
+            "CronTask %s/%s: create of %s failed (%s), retrying in %.1fs",
+            *key,
+            name,
+            error,
+            when - self.now(),
+        )
+        record.creating = dataclasses.replace(creating, attempt=attempt, retry_at=when)
+        self._arm(key, when)
 
-    async def _prune(self, record: Record) -> None:
-        crontask = record.crontask
+    def _settled(self, record: Record, slot: float) -> None:
+        """A fire is over: ``lastScheduleTime`` may record its slot."""
+        record.creating = record.unsettled_from = None
+        record.scheduled = slot if record.scheduled is None else max(record.scheduled, slot)
+        self._queue.requeue(record.key)
+
+    async def _reconcile(self, record: Record, plan: plans.Plan, resource_version: str) -> None:
+        key = record.key
+        if plan.warning is not None:
+            await self.effects.event(record.body, *dataclasses.astuple(plan.warning))
+        for child in plan.prune:
+            if await self.effects.delete(
+                Task.RESOURCE_PLURAL, (key[0], child.name), child.uid, "history limit"
+            ):
+                log.info("CronTask %s/%s: pruned %s", *key, child.name)
+        if plan.status:
+            await self._write_status(record, plan.status, resource_version)
+
+    async def _write_status(
+        self, record: Record, patch: dict[str, Any], resource_version: str
+    ) -> None:
+        """Merge ``patch`` into ``status`` if the CronTask is still at ``resource_version``."""
+        key = record.key
+        uid = record.crontask.metadata.uid
+        written = await self.effects.write_status(
+            CronTask.RESOURCE_PLURAL, key, resource_version, patch
+        )
+        if self._records.get(key) is not record:
+            return  # deleted or replaced meanwhile
+        if written.body is not None:
+            self._take(record, written.body)
+            return
+        if written.failure is Failure.CONFLICT:
+            # Someone else wrote: read it again, take it in, decide again.
+            fresh = await self.effects.read(CronTask.RESOURCE_PLURAL, key)
+            if fresh is None or self._records.get(key) is not record:
+                return  # gone, or unreadable: its next watch event brings it
+            if fresh.get("metadata", {}).get("uid") != uid:
+                return  # another CronTask by that name: its own events bring it
+            self._take(record, fresh)
+            self._queue.requeue(key)
+        elif written.failure is Failure.TRANSIENT:
+            self._arm(key, max(self.now(), self.effects.outage.retry_at))
+        elif written.failure is Failure.REFUSED:
+            log.warning("CronTask %s/%s: status write failed: %s", *key, written.error)
+        # GONE: its DELETED event ends it.
+
+    # -- the store -----------------------------------------------------------
+
+    def _take(self, record: Record, body: dict[str, Any], crontask: CronTask | None = None) -> None:
+        """Take a newer version of the CronTask into its record."""
+        if _older(body, record.body):
+            return
+        crontask = crontask or _validate(record.key, body)
         if crontask is None:
             return
-        children = self._children.get((record.key[0], crontask.metadata.uid), {})
-        succeeded = sorted(
-            (c for c in children.values() if c.phase is Phase.SUCCEEDED), key=_finish_order
+        spec_changed = (crontask.spec.schedule, crontask.spec.time_zone) != (
+            record.crontask.spec.schedule,
+            record.crontask.spec.time_zone,
         )
-        failed = sorted(
-            (c for c in children.values() if c.phase in (Phase.DEAD, Phase.CANCELLED)),
-            key=_finish_order,
-        )
-        doomed = succeeded[: max(0, len(succeeded) - crontask.spec.successful_tasks_history_limit)]
-        doomed += failed[: max(0, len(failed) - crontask.spec.failed_tasks_history_limit)]
-        for child in doomed:
-            children.pop(child.name, None)
-            try:
-                await self._client.delete(
-                    path(Task.RESOURCE_PLURAL, record.key[0], child.name),
-                    {"propagationPolicy": "Background", "preconditions": {"uid": child.uid}},
-                )
-                log.info("CronTask %s/%s: pruned %s", *record.key, child.name)
-            except ApiError as exc:
-                if not exc.is_not_found and not exc.is_conflict:
-                    log.warning("CronTask %s/%s: cannot prune %s: %s", *record.key, child.name, exc)
-            except OSError as exc:
-                log.warning("CronTask %s/%s: cannot prune %s: %s", *record.key, child.name, exc)
+        record.body, record.crontask = body, crontask
+        status_last = crontask.status.last_schedule_time if crontask.status else None
+        if status_last is not None:
+            record.last_slot = max(record.last_slot, to_timestamp(status_last))
+        if spec_changed:
+            _parse(record)
 
-    def _active(self, record: Record) -> list[Child]:
-        if record.crontask is None:
-            return []
-        children = self._children.get((record.key[0], record.crontask.metadata.uid), {})
-        return sorted(
-            (c for c in children.values() if not c.phase.is_finished), key=lambda c: c.slot
-        )
-
-    # -- status ------------------------------------------------------------
-
-    def _desired_status(self, record: Record, last_schedule: float | None = None) -> dict[str, Any]:
-        crontask = record.crontask
-        assert crontask is not None
-        current = record.body.get("status") or {}
-        status: dict[str, Any] = {"observedGeneration": crontask.metadata.generation}
-        if last_schedule is not None:
-            status["lastScheduleTime"] = iso(last_schedule)
-        children = self._children.get((record.key[0], crontask.metadata.uid), {})
-        active = self._active(record)
-        status["active"] = [{"name": c.name, "uid": c.uid} for c in active] or None
-        # Like CronJob's: when the newest successful child finished.
-        succeeded = [
-            c.finished_at or c.slot for c in children.values() if c.phase is Phase.SUCCEEDED
-        ]
-        if succeeded:
-            newest = iso(max(succeeded))
-            if newest > (current.get("lastSuccessfulTime") or ""):
-                status["lastSuccessfulTime"] = newest
-        status["nextScheduleTime"] = None
-        if record.schedule is not None and not crontask.spec.suspend:
-            try:
-                when = record.schedule.next_after(max(self.clock.now(), record.last_slot))
-                status["nextScheduleTime"] = iso(when)
-            except Exception as exc:  # sets record.error, read below
-                self._not_computable(record, exc)
-        error = record.error
-        valid = ("False", str(error.reason), error.message) if error else ("True", "Valid", "")
-        # Ready and Stalled are kstatus' (Flux, cli-utils): a CronTask that
-        # cannot fire is a failure that needs a person, not work in progress.
-        wanted = [(CONDITION_SCHEDULE_VALID, *valid), (CONDITION_READY, *valid)]
-        if error:
-            wanted.append((CONDITION_STALLED, "True", str(error.reason), error.message))
-        status["conditions"] = [
-            _condition(current, crontask, type_, value, reason, message, self.clock)
-            for type_, value, reason, message in wanted
-        ]
-        return status
-
-    async def _sync_status(self, record: Record) -> None:
-        if not self._running:
-            return  # not leading: the leader writes status
-        async with record.lock:
-            error, crontask = record.error, record.crontask
-            # One Warning per generation: the schedule is read again only when
-            # the spec changes, so there is nothing to retry.
-            if (
-                error is not None
-                and crontask is not None
-                and record.warned_generation != crontask.metadata.generation
-            ):
-                record.warned_generation = crontask.metadata.generation
-                log.warning("CronTask %s/%s: %s", *record.key, error.message)
-                await self._events.record(record.body, "Warning", error.reason, error.message)
-            await self._write_status(record)
-
-    async def _write_status(self, record: Record, last_schedule: float | None = None) -> None:
-        """Merge what changed into ``status``, with a resourceVersion precondition."""
-        if record.crontask is None:
-            return
-        desired = self._desired_status(record, last_schedule)
-        for _ in range(3):
-            current = record.body.get("status") or {}
-            patch = {k: v for k, v in desired.items() if current.get(k) != v}
-            if not patch:
-                return
-            meta = record.body.get("metadata", {})
-            url = path(CronTask.RESOURCE_PLURAL, record.key[0], record.key[1], "status")
-            try:
-                updated = await self._client.merge_patch(
-                    url,
-                    {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
-                )
-            except ApiError as exc:
-                if exc.is_not_found:
-                    return
-                if not exc.is_conflict:
-                    log.warning("CronTask %s/%s: status write failed: %s", *record.key, exc)
-                    return
-                try:  # someone else wrote: read again and retry
-                    fresh = await self._client.get(
-                        path(CronTask.RESOURCE_PLURAL, record.key[0], record.key[1])
-                    )
-                except (ApiError, OSError):
-                    return
-                if fresh.get("metadata", {}).get("uid") != meta.get("uid"):
-                    return
-                record.body = fresh
-                continue
-            except OSError as exc:
-                log.warning("CronTask %s/%s: status write failed: %s", *record.key, exc)
-                return
-            record.body = updated
-            return
-
-    # -- helpers -----------------------------------------------------------
-
-    def _not_computable(self, record: Record, exc: Exception) -> None:
-        """One CronTask's slots cannot be computed: it stops firing and says why
-        (``ScheduleValid=False`` and a Warning Event), every other one goes on.
-        Its next spec change (or event) parses and tries it afresh."""
-        if isinstance(exc, schedules.ScheduleError):
-            error = exc
-        else:  # a fault in the schedule code: contained to this CronTask
-            log.exception("CronTask %s/%s: schedule computation failed", *record.key)
-            error = schedules.ScheduleError(
-                schedules.Problem.NOT_COMPUTABLE,
-                f"schedule {record.crontask.spec.schedule if record.crontask else ''!r}: "
-                f"its slots cannot be computed ({type(exc).__name__}: {exc})",
-            )
-        record.schedule = None
-        record.error = error
-        record.armed = None
-        self._spawn(self._sync_status(record))
+    def _children_of(self, record: Record) -> dict[str, Child]:
+        return self._children.setdefault((record.key[0], record.crontask.metadata.uid), {})
 
     def _initial_last(self, crontask: CronTask) -> float:
         if crontask.status and crontask.status.last_schedule_time:
@@ -618,30 +507,24 @@ class CronController:
         created = crontask.metadata.creation_timestamp
         return to_timestamp(created) if created else self.clock.now()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("CronTask action failed", exc_info=task.exception())
+def _parse(record: Record) -> None:
+    """Parse the record's schedule afresh (clearing an error found computing it)."""
+    spec = record.crontask.spec
+    try:
+        record.schedule = schedules.parse(spec.schedule, spec.time_zone)
+        record.error = None
+    except schedules.ScheduleError as exc:
+        record.schedule = None
+        record.error = exc
 
 
-def _retry_deadline(schedule: schedules.Schedule | None, crontask: CronTask, slot: float) -> float:
-    """When retrying the create of ``slot``'s child stops: at the next slot (which
-    fires on its own), past ``startingDeadlineSeconds``, or after
-    :data:`MAX_RETRY_SECONDS`, whichever is first (while retrying, the
-    CronTask's status waits)."""
-    deadline = slot + MAX_RETRY_SECONDS
-    if schedule is not None:
-        # Should the next slot not be computable, the other bounds still hold.
-        with contextlib.suppress(Exception):
-            deadline = min(deadline, schedule.next_after(slot))
-    if crontask.spec.starting_deadline_seconds is not None:
-        deadline = min(deadline, slot + crontask.spec.starting_deadline_seconds)
-    return deadline
+def _older(body: dict[str, Any], than: dict[str, Any]) -> bool:
+    """Whether ``body`` is an older version than ``than`` (by resourceVersion,
+    which etcd's revisions make comparable; unknown if either is not a number)."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return int(body["metadata"]["resourceVersion"]) < int(than["metadata"]["resourceVersion"])
+    return False
 
 
 def _validate(key: Key, body: dict[str, Any]) -> CronTask | None:
@@ -666,43 +549,3 @@ def _validate(key: Key, body: dict[str, Any]) -> CronTask | None:
         return None
     crontask.spec = crontask.spec.model_copy(update={"schedule": str(raw)})
     return crontask
-
-
-def _condition(
-    current: dict[str, Any],
-    crontask: CronTask,
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    clock: Clock,
-) -> dict[str, Any]:
-    """A condition; its transition time moves only when its status does."""
-    previous: dict[str, Any] = next(
-        (c for c in current.get("conditions") or () if c.get("type") == type_), {}
-    )
-    since = previous.get("lastTransitionTime") if previous.get("status") == status else None
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or iso(float(int(clock.now()))).replace(".000Z", "Z"),
-        "observedGeneration": crontask.metadata.generation,
-    }
-
-
-def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _slot_of(meta: dict[str, Any]) -> float:
-    stamp = (meta.get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION)
-    if stamp:
-        with contextlib.suppress(ValueError):
-            return to_timestamp(_parse_time(stamp))
-    return 0.0
-
-
-def _finish_order(child: Child) -> tuple[float, float]:
-    return (child.finished_at or child.slot, child.slot)

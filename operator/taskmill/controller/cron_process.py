@@ -43,8 +43,9 @@ import orjson
 
 from taskmill import logs
 from taskmill.controller.cron import CronController
-from taskmill.controller.events import EventRecorder
+from taskmill.controller.effects import Effects
 from taskmill.dispatch.backoff import BackoffPolicy
+from taskmill.dispatch.clock import WallClock
 from taskmill.kube.client import KubeClient
 from taskmill.kube.config import KubeConfig
 
@@ -283,13 +284,15 @@ async def _serve() -> None:
             sys.stdout.buffer.write(b"%f\n" % lag)
             sys.stdout.buffer.flush()
 
-    controller = CronController(
+    clock = WallClock()
+    effects = Effects(
         client,
-        EventRecorder(
-            client, per_second=settings["events_per_second"], component=settings["component"]
-        ),
-        on_fire=report,
+        clock,
+        max_concurrent_writes=settings["max_connections"],
+        events_per_second=settings["events_per_second"],
+        component=settings["component"],
     )
+    controller = CronController(client, effects, clock=clock, on_fire=report)
 
     def answer(sequence: int) -> None:
         # Written by this loop, so an answer says the loop still turns.

@@ -22,8 +22,8 @@ Child Tasks (the contract; :mod:`taskmill.controller.cron` implements it):
 - an ownerReference to the CronTask with ``controller: true`` and
   ``blockOwnerDeletion: true``.
 - ``concurrencyPolicy``: ``Forbid`` skips a slot while a child is not
-  finished; ``Replace`` sets ``spec.cancel: true`` on running children, then
-  creates the new one. Finished children beyond the history limits are
+  finished; ``Replace`` deletes unfinished children (the operator never
+  writes a Task's spec), then creates the new one. Finished children beyond the history limits are
   deleted, oldest first (``Dead`` and ``Cancelled`` count as failed).
 
 Schedules are evaluated by :mod:`taskmill.dispatch.schedule` (daylight-saving

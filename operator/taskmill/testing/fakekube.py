@@ -39,10 +39,10 @@ import itertools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from taskmill.dispatch.clock import Clock, WallClock, to_datetime
-from taskmill.kube.client import ApiError
+from taskmill.kube.client import ApiError, KubeClient
 
 Obj = dict[str, Any]
 #: (plural, namespace, name); namespace "" for cluster-scoped objects.
@@ -112,7 +112,10 @@ def parse_url(url: str) -> Target:
 
 
 def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: ``patch`` applied to ``target`` (neither is changed)."""
+    """RFC 7386 JSON merge patch: ``patch`` applied to ``target`` (neither is changed).
+
+    The RFC's algorithm is these few lines; a library for it would be one more
+    dependency of the testing extra for nothing more."""
     if not isinstance(patch, Mapping):
         return copy.deepcopy(patch)
     result = dict(target) if isinstance(target, Mapping) else {}
@@ -168,6 +171,10 @@ class FakeKube:
         self.closed = False
 
     # -- test helpers ----------------------------------------------------------
+
+    def as_client(self) -> KubeClient:
+        """This fake, typed as the client the controller's code expects."""
+        return cast(KubeClient, self)
 
     def fail(self, method: str, url_prefix: str, error: BaseException, times: int = 1) -> None:
         """Make the next ``times`` requests of ``method`` to a URL starting with
