@@ -12,13 +12,13 @@ heap on the injected clock says when to look at a CronTask again: the loop
 sleeps until the earliest (no polling), and the step decides afresh. The
 schedule math is pure, in :mod:`taskmill.dispatch.schedule`. The operator runs
 this in a process of its own (:mod:`taskmill.controller.cron_process`), so
-fires are not delayed by the Task engine's work in the operator's process.
+fires are not delayed by the Task reconciler's work in the operator's process.
 
 Firing a slot, in order:
 
 1. ``concurrencyPolicy``: ``Forbid`` skips the slot while a child is active;
    ``Replace`` deletes active children, as CronJob's Replace deletes the
-   running Job (the engine treats deletion as cancellation and tells the
+   running Job (the Task reconciler treats deletion as cancellation and tells the
    running attempt to stop). Deleting rather than setting ``spec.cancel``
    keeps the operator's rule of never writing a Task's spec.
 2. Create the child Task, named ``<crontask>-<slot unix seconds>`` (see

@@ -4,14 +4,14 @@ kopf watches TaskQueues and CronTasks, where events are rare. Tasks are the
 hot path: each one costs three watch events, and kopf's per-event machinery
 (a worker task per object, cause detection, a diff-base, deep copies, kwargs
 for handlers) measured about a quarter of the operator's CPU per Task in
-``bench/throughput.py``. This informer does what the engine needs and no
+``bench/throughput.py``. This informer does what the Task reconciler needs and no
 more: one paged list, then one watch per scope from the list's
 resourceVersion, every event decoded once (orjson) and handed over as it is.
 
 It resumes from the last resourceVersion it saw (bookmarks keep that fresh
 on quiet namespaces), and when the server says that version is gone (410) it
 lists again and reports Tasks that vanished meanwhile as deleted, so the
-engine never keeps a lease for a Task that no longer exists. No error ends
+reconciler never keeps a lease for a Task that no longer exists. No error ends
 it: the API server being away, and any error it did not expect, is retried
 with capped backoff, and a watch event may be as large as any object the API
 server stores.
@@ -95,7 +95,7 @@ class TaskInformer:
         while True:
             listed = await self._client.get(self._url(scope), params=params)
             for item in listed.get("items", []):
-                # Items of a list carry neither; the engine validates whole objects.
+                # Items of a list carry neither; the store validates whole objects.
                 item.setdefault("apiVersion", API_VERSION)
                 item.setdefault("kind", "Task")
                 meta = item.get("metadata", {})

@@ -18,7 +18,7 @@ when it last saw the Lease *change*, and takes over only after
 declares the leadership lost at once — before any standby can have taken
 over — and :mod:`taskmill.controller.run` stops dispatching and exits
 non-zero, so its Deployment restarts it as a fresh standby (simpler and
-safer than rebuilding kopf and the engine in-process: nothing of the old
+safer than rebuilding kopf and the reconcilers in-process: nothing of the old
 term survives). On a clean stop the leader releases the Lease (empty
 holder, duration 1 s), so a rolling update fails over in about a second.
 

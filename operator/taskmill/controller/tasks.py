@@ -176,11 +176,12 @@ class TaskController:
 
     def facts(self, record: TaskRecord) -> task_decisions.Facts:
         key = record.key
+        lease = self.leases.for_key(key)
         return task_decisions.Facts(
             now=self.clock.now(),
             queue=self.queue_spec(record),
-            lease=self.leases.for_key(key),
-            claimed=self.leases.running(key) and self.leases.for_key(key) is None,
+            lease=lease,
+            claimed=lease is None and self.leases.running(key),
             synced=self.synced,
             neighbours=self.store,
             type_asked_at=self._asked.get(record.task.spec.type),

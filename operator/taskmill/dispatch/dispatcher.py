@@ -1,7 +1,7 @@
 """The dispatcher: which eligible Task is leased next, within every limit.
 
 Pure: no I/O, time passed in. The operator feeds it Tasks and queue settings
-and asks it for work; ``taskmill replay`` runs the same class on a virtual
+and asks it for work; a simulation can run the same class on a virtual
 clock.
 
 **Lanes.** Eligible Tasks wait in *lanes*, one per (namespace, queue, type):

@@ -119,8 +119,6 @@ class Decision:
     queue: Candidate | Literal["keep"] | None = None
     lease: LeaseAction = LeaseAction.KEEP
     restored: LeaseInfo | None = None
-    #: Dependencies (names in its namespace) whose change should wake it.
-    waits_for: tuple[str, ...] = ()
     #: The missing queue it waits for.
     waits_for_queue: str | None = None
     #: When the decision may change with time alone.
@@ -465,7 +463,6 @@ def _dependencies(
             missing.append(dependency.name)
     if not waiting and not missing:
         return None
-    names = tuple(waiting + missing)
     cycle = find_cycle(_key(task)[1], _unfinished_dependencies(namespace, facts.neighbours))
     if cycle is not None:
         message = "dependency cycle: " + " → ".join(cycle)
@@ -473,7 +470,7 @@ def _dependencies(
     deadline = _deadline(task)
     if missing and not facts.synced:
         # The initial list may not have reached them yet.
-        return Decision(lease=lease, waits_for=names, look_again_at=deadline)
+        return Decision(lease=lease, look_again_at=deadline)
     parts = []
     if waiting:
         parts.append("waiting for " + ", ".join(sorted(waiting)))
@@ -483,7 +480,8 @@ def _dependencies(
     patch = None
     if status.reason != Reason.DEPENDENCIES or status.message != message:
         patch = transitions.waiting(status, Reason.DEPENDENCIES, message, facts.now)
-    return Decision(patch=patch, lease=lease, waits_for=names, look_again_at=deadline)
+    # Woken when a dependency changes: the store indexes dependsOn.
+    return Decision(patch=patch, lease=lease, look_again_at=deadline)
 
 
 def _unfinished_dependencies(namespace: str, neighbours: Neighbours) -> Callable[[str], list[str]]:
@@ -522,12 +520,13 @@ def outcome(
     status = task.status or TaskStatus()
     if request.outcome == Outcome.RELEASED:
         return transitions.released(status, lease, now)
-    retry = retry_settings(task.spec, queue)
-    rng = _rng(task, lease)
     if request.outcome == Outcome.SUCCEEDED:
         size = len(orjson.dumps(request.result))
         if size <= RESULT_MAX_BYTES:
             return transitions.succeeded(status, lease, request.result, now)
+    retry = retry_settings(task.spec, queue)
+    rng = _rng(task, lease)
+    if request.outcome == Outcome.SUCCEEDED:
         error = ReportedError(
             type="ResultTooLarge",
             message=f"result is {size} bytes, more than {RESULT_MAX_BYTES}",

@@ -1,4 +1,5 @@
-"""HTTP routes of the lease API (aiohttp), in front of the operator's engine.
+"""HTTP routes of the lease API (aiohttp), in front of a :class:`LeaseBackend`
+(the operator's is :class:`taskmill.controller.leasing.Leasing`).
 
 Every request body is validated strictly against the wire models: anything
 malformed is a 400 naming the field, a lease that is not current (or not the
