@@ -88,6 +88,9 @@ class Operator:
     def status_writes(self, name: str) -> int:
         return len(self.kube.writes("PATCH", path("tasks", NS, name, "status")))
 
+    def status_writes_total(self) -> int:
+        return len([u for _, u in self.kube.writes("PATCH") if u.endswith("/status")])
+
 
 def start(kube: FakeKube, clock: FakeClock, **settings: Any) -> Operator:
     tasks = TaskController(
@@ -401,3 +404,77 @@ async def test_a_long_poll_returns_when_a_task_arrives(operator: Operator) -> No
     await operator.complete(leased, Outcome.FAILED, error=error)
     await operator.settle()
     assert operator.status("t")["reason"] == "PermanentFailure"
+
+
+class DeletedBeforeAnswerKube(FakeKube):
+    """Deletes a Task right after its first status write, and delivers the
+    DELETED event before the write's answer: the watch overtaking it."""
+
+    async def merge_patch(self, url: str, patch: Mapping[str, Any]) -> Any:
+        answer = await super().merge_patch(url, patch)
+        if url.endswith("/status"):
+            await self.delete(url.removesuffix("/status"))
+            await asyncio.sleep(0)  # the listener's call_soon runs: DELETED is taken in
+        return answer
+
+
+async def test_a_write_answered_after_the_task_was_deleted_does_not_bring_it_back() -> None:
+    clock = FakeClock(T0)
+    op = start(DeletedBeforeAnswerKube(clock), clock)
+    await op.create(task("t"))
+    [leased] = await op.lease()
+    await op.settle()
+    assert op.tasks.store.entry((NS, "t")) is None
+    assert op.tasks.dispatcher.running() == 0
+    assert len(op.tasks.dispatcher) == 0
+    assert op.leasing.heartbeat(HeartbeatRequest(lease_id=leased.lease_id), WORKER).cancel
+    assert op.status_writes_total() == 1
+    await op.tasks.close()
+
+
+async def test_a_payload_that_cannot_be_read_now_is_tried_again(operator: Operator) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS}}
+    operator.kube.put({**secret, "data": {"p": "eyJuIjogMX0="}}, plural="secrets")
+    ref = {"secretKeyRef": {"name": "s", "key": "p"}}
+    await operator.create(task("t", payloadFrom=ref))
+    operator.kube.fail("GET", path("secrets", NS, "s", group="", version="v1"), OSError("reset"))
+    assert await operator.lease() == []
+    assert operator.tasks.dispatcher.running() == 0  # not left claimed
+    await operator.advance(1)
+    [leased] = await operator.lease()
+    assert leased.payload == {"n": 1}
+
+
+async def test_a_refused_expiry_is_written_again_later(operator: Operator) -> None:
+    await operator.create(task("t"))
+    await operator.lease()
+    refusal = ApiError(422, "Invalid", "denied by a webhook")
+    operator.kube.fail("PATCH", path("tasks", NS, "t", "status"), refusal)
+    await operator.advance(31)
+    assert operator.status("t")["phase"] == "Running"  # refused once
+    await operator.advance(30)
+    assert operator.status("t")["phase"] == "Waiting"
+    assert operator.tasks.dispatcher.running() == 0
+
+
+async def test_a_paused_queue_and_a_later_run_at_cost_one_write(operator: Operator) -> None:
+    queue = {"metadata": {"name": "q", "namespace": NS}, "spec": {"paused": True}}
+    operator.tasks.observe_queue("ADDED", {"apiVersion": API_VERSION, "kind": "TaskQueue", **queue})
+    await operator.create(task("t", queue="q", runAt="2030-01-01T00:00:00Z"))
+    await operator.settle()
+    assert operator.status("t")["reason"] == "QueuePaused"
+    assert operator.status_writes("t") == 1
+
+
+async def test_a_running_task_made_invalid_frees_its_place_and_stops_its_attempt(
+    operator: Operator,
+) -> None:
+    await operator.create(task("t"))
+    [leased] = await operator.lease()
+    stored = operator.kube.object("tasks", NS, "t")
+    assert stored is not None
+    operator.kube.put({**stored, "spec": {"type": "echo", "priority": "high"}})
+    await operator.settle()
+    assert operator.tasks.dispatcher.running() == 0
+    assert operator.leasing.heartbeat(HeartbeatRequest(lease_id=leased.lease_id), WORKER).cancel
+    assert operator.status("t")["reason"] == "InvalidTask"

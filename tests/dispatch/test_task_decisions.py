@@ -458,4 +458,5 @@ def test_an_invalid_task_is_dead_once() -> None:
     decision = task_decisions.invalid({}, "invalid Task: spec.type: missing", T0)
     assert decision.patch is not None
     assert decision.patch["reason"] == Reason.INVALID_TASK
-    assert task_decisions.invalid({"phase": "Dead"}, "x", T0) == NOTHING
+    dead = task_decisions.invalid({"phase": "Dead"}, "x", T0)
+    assert dead == Decision(lease=LeaseAction.REVOKE)  # no write; not queued, not running

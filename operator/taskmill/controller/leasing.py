@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Re-read and retry an outcome's write this often when the Task keeps changing.
 OUTCOME_WRITE_ATTEMPTS = 5
+#: After a grant failed for an unexpected reason, when its Task is looked at again.
+GRANT_RETRY_SECONDS = 1.0
 
 
 class LeaseConflict(Exception):
@@ -119,53 +121,74 @@ class Leasing:
         tasks = self.tasks
         key = item.key
         async with tasks.queue.hold(key):
-            record = tasks.store.record(key)
-            queue = tasks.queue_spec(record) if record is not None else None
-            if record is None or queue is None or not task_decisions.leasable(record.task):
-                # Changed since it was queued (deleted, cancelled, its queue
-                # gone): the reconciler decides what it is now.
-                tasks.dispatcher.finished(key)
-                tasks.queue.requeue(key)
-                return None
             try:
-                payload = await resolve_payload(tasks.client, key[0], record.task.spec)
-            except BadPayload as exc:
+                return await self._grant_held(item, holder)
+            except Exception:
+                # Whatever went wrong (a payload that could not be read, say),
+                # the Task is not left claimed: it is looked at again shortly.
+                log.exception("lease of %s/%s failed; it is tried again", *key)
                 tasks.dispatcher.finished(key)
-                decision = task_decisions.Decision(
-                    patch=transitions.dead(
-                        record.task.status, Reason.INVALID_TASK, str(exc), self._clock.now()
-                    ),
-                    announce=task_decisions.Announcement("Warning", Reason.INVALID_TASK, str(exc)),
-                )
-                await tasks.carry_out(record, decision)
+                tasks.look_again(key, self._clock.now() + GRANT_RETRY_SECONDS)
                 return None
-            lease = task_decisions.new_lease(
-                record.task,
-                queue,
-                lease_id=uuid.uuid4().hex,
-                worker=holder.worker,
-                holder=holder.identity,
-                now=self._clock.now(),
+            except BaseException:
+                tasks.dispatcher.finished(key)  # cancelled mid-grant: not leased
+                tasks.queue.requeue(key)
+                raise
+
+    async def _grant_held(self, item: Candidate, holder: Holder) -> LeasedTask | None:
+        """Grant the lease while holding the Task's key."""
+        tasks = self.tasks
+        key = item.key
+        record = tasks.store.record(key)
+        queue = tasks.queue_spec(record) if record is not None else None
+        if record is None or queue is None or not task_decisions.leasable(record.task):
+            # Changed since it was queued (deleted, cancelled, its queue
+            # gone): the reconciler decides what it is now.
+            tasks.dispatcher.finished(key)
+            tasks.queue.requeue(key)
+            return None
+        try:
+            payload = await resolve_payload(tasks.client, key[0], record.task.spec)
+        except BadPayload as exc:
+            tasks.dispatcher.finished(key)
+            decision = task_decisions.Decision(
+                patch=transitions.dead(
+                    record.task.status, Reason.INVALID_TASK, str(exc), self._clock.now()
+                ),
+                announce=task_decisions.Announcement("Warning", Reason.INVALID_TASK, str(exc)),
             )
-            tasks.leases.grant(lease)
-            written = await tasks.effects.write_status(
-                TASKS,
-                key,
-                record.resource_version,
-                transitions.leased(record.task.status, lease),
-                record.task.metadata.generation,
-            )
-            if not written.landed:
-                tasks.dispatcher.finished(key)
-                if written.failure is Failure.REFUSED:
-                    log.warning("lease of %s/%s failed: %s; requeued", *key, written.error)
+            await tasks.carry_out(record, decision)
+            return None
+        lease = task_decisions.new_lease(
+            record.task,
+            queue,
+            lease_id=uuid.uuid4().hex,
+            worker=holder.worker,
+            holder=holder.identity,
+            now=self._clock.now(),
+        )
+        tasks.leases.grant(lease)
+        written = await tasks.effects.write_status(
+            TASKS,
+            key,
+            record.resource_version,
+            transitions.leased(record.task.status, lease),
+            record.task.metadata.generation,
+        )
+        if not written.landed:
+            tasks.dispatcher.finished(key)
+            if written.failure is Failure.REFUSED:
+                # Refused as it is: looked at again later (not leased again at
+                # once, which would only be refused again).
+                log.warning("lease of %s/%s refused: %s", *key, written.error)
+            else:
                 # Queued again: a conflict's newer version is read first; while
                 # the API server is away the write gate keeps it from being taken.
-                await tasks.not_written(key, written)
                 tasks.queue.requeue(key)
-                return None
-            assert written.body is not None
-            tasks.store.observe("MODIFIED", written.body)
+            await tasks.not_written(key, written)
+            return None
+        assert written.body is not None
+        tasks.store.adopt(written.body)
         timeout = task_decisions.attempt_timeout(record.task.spec, queue)
         return LeasedTask(
             lease_id=lease.id,
@@ -189,11 +212,15 @@ class Leasing:
         log.info(
             "%s/%s: its worker %s went away before the lease reached it", *lease.key, lease.worker
         )
-        with contextlib.suppress(LeaseConflict, ApiUnavailable):
+        try:
             await self._finish(
                 lease,
                 lambda task: transitions.released(task.status, lease, self._clock.now()),
             )
+        except (LeaseConflict, ApiUnavailable):
+            pass  # it expires, and is retried, as a lease whose worker vanished
+        except Exception as exc:
+            log.warning("could not release the lease of %s/%s: %s", *lease.key, exc)
 
     # ------------------------------------------------------------------ heartbeats, outcomes
 
@@ -268,7 +295,7 @@ class Leasing:
                 )
                 if written.landed:
                     assert written.body is not None
-                    tasks.store.observe("MODIFIED", written.body)
+                    tasks.store.adopt(written.body)
                     announce = task_decisions.ended(patch)
                     if announce is not None:
                         await tasks.effects.event(

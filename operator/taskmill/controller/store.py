@@ -170,6 +170,17 @@ class TaskStore:
         self._set(key, known, entry)
         return True
 
+    def adopt(self, body: dict[str, Any]) -> bool:
+        """Take in the object one of our writes returned: only while the Task
+        is still known as that object. Its DELETED event may have come first
+        (the watch overtook the write's response); it must not come back."""
+        meta = body.get("metadata") or {}
+        key: TaskKey = (meta.get("namespace", ""), meta.get("name", ""))
+        known = self._entries.get(key)
+        if known is None or known.uid != meta.get("uid"):
+            return False
+        return self.observe("MODIFIED", body)
+
     def _set(self, key: TaskKey, old: Entry | None, new: Entry | None) -> None:
         if isinstance(old, TaskRecord):
             for dependency in _dependencies(old):

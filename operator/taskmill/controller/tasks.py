@@ -56,6 +56,10 @@ TASKS = Task.RESOURCE_PLURAL
 SWEEP_SECONDS = 5.0
 #: The longest the timer loop sleeps, so a clock that jumps is noticed.
 MAX_SLEEP_SECONDS = 1.0
+#: When a refused status write is decided again.
+REFUSED_RETRY_SECONDS = 30.0
+
+_FINISHED = frozenset({Phase.SUCCEEDED.value, Phase.DEAD.value, Phase.CANCELLED.value})
 
 Token = tuple[Literal["task"], TaskKey] | tuple[Literal["sweep"], None]
 SWEEP: Token = ("sweep", None)
@@ -93,8 +97,10 @@ class TaskController:
         self.serving_since = self.clock.now()
         #: When a worker last asked for each type.
         self._asked: dict[str, float] = {}
-        #: Tasks waiting for a missing TaskQueue, by (namespace, queue).
+        #: Tasks waiting for a missing TaskQueue, by (namespace, queue), and
+        #: the queue each waits for (so a deleted Task leaves no entry).
         self._parked: dict[tuple[str, str], set[TaskKey]] = {}
+        self._parked_on: dict[TaskKey, tuple[str, str]] = {}
         #: Set when a Task enters the dispatcher, for long-polling leasers.
         self.work_arrived = asyncio.Event()
         self._wake = asyncio.Event()
@@ -112,8 +118,9 @@ class TaskController:
 
     def _changed(self, key: TaskKey, old: Entry | None, new: Entry | None) -> None:
         self.queue.enqueue(key)
-        if old is None or new is None or old.phase != new.phase:
-            # It may be a dependency others wait for.
+        if old is None or new is None or _ended(old) != _ended(new):
+            # A dependency others wait for appeared, went, or ended: only
+            # that can change what they decide.
             for dependent in sorted(self.store.dependents(key)):
                 self.queue.enqueue(dependent)
 
@@ -153,7 +160,10 @@ class TaskController:
                 return
         self.dispatcher.set_queue(queue_key, spec)
         if spec is not None:
-            self._enqueue_all(self._parked.pop(queue_key, set()))
+            parked = self._parked.pop(queue_key, set())
+            for key in parked:
+                self._parked_on.pop(key, None)
+            self._enqueue_all(parked)
         elif queue_key[1] != DEFAULT_QUEUE:
             # Its Tasks wait for it to exist again.
             self._enqueue_all(
@@ -197,6 +207,8 @@ class TaskController:
             self._forget(key)
             return None
         if isinstance(entry, InvalidTask):
+            # Not runnable as it is: out of the dispatcher, and an attempt
+            # running under an earlier, valid version is told to stop.
             decision = task_decisions.invalid(entry.raw_status, entry.message, self.clock.now())
         else:
             decision = task_decisions.decide(entry.task, self.facts(entry))
@@ -206,6 +218,9 @@ class TaskController:
     def _forget(self, key: TaskKey) -> None:
         """Deleted: out of the dispatcher; a running attempt is told to stop."""
         self.dispatcher.discard(key)
+        queue = self._parked_on.pop(key, None)
+        if queue is not None:
+            self._parked.get(queue, set()).discard(key)
         lease = self.dispatcher.finished(key)
         if lease is not None:
             self.leases.revoke(lease, self.clock.now())
@@ -231,7 +246,9 @@ class TaskController:
             assert isinstance(entry, TaskRecord)
             self.dispatcher.restore(task_decisions.running_candidate(entry.task), decision.restored)
         if decision.waits_for_queue is not None:
-            self._parked.setdefault((key[0], decision.waits_for_queue), set()).add(key)
+            queue = (key[0], decision.waits_for_queue)
+            self._parked.setdefault(queue, set()).add(key)
+            self._parked_on[key] = queue
         if decision.look_again_at is not None:
             self.look_again(key, decision.look_again_at)
 
@@ -251,7 +268,7 @@ class TaskController:
                 return
             self._landed(key, decision)
             assert written.body is not None
-            self.store.observe("MODIFIED", written.body)
+            self.store.adopt(written.body)
         if decision.announce is not None:
             announce = decision.announce
             await self.effects.event(
@@ -278,6 +295,10 @@ class TaskController:
                 self.queue.requeue(key)
         elif written.failure is Failure.TRANSIENT:
             self.look_again(key, max(self.effects.outage.retry_at, self.clock.now() + 0.1))
+        elif written.failure is Failure.REFUSED:
+            # Refused as it is (a webhook, a validation rule): try again later
+            # rather than never, so an expired lease is not held for good.
+            self.look_again(key, self.clock.now() + REFUSED_RETRY_SECONDS)
 
     # ------------------------------------------------------------------ time
 
@@ -327,9 +348,17 @@ class TaskController:
             if type_ in self._asked:
                 continue
             for item in self.dispatcher.ready_of_type(type_):
+                if item.eligible_at > now or now - item.created < horizon:
+                    continue
+                if self.dispatcher.limits((item.key[0], item.queue)).paused:
+                    continue
                 record = self.store.record(item.key)
                 if record is not None and record.reason != "NoWorker":
                     self.queue.enqueue(item.key)
 
     async def close(self) -> None:
         await self.queue.close()
+
+
+def _ended(entry: Entry) -> bool:
+    return entry.phase in _FINISHED

@@ -103,6 +103,7 @@ class LeaseBook:
         old = self._by_key.get(lease.key)
         if old is not None and old != lease.id:
             self._by_id.pop(old, None)
+            self._progress.pop(lease.key, None)
         self._by_id[lease.id] = lease
         self._by_key[lease.key] = lease.id
 

@@ -270,10 +270,13 @@ def _queued(
     run_at = task.spec.run_at
     if run_at is not None and status.attempts == 0:
         eligible_at = max(eligible_at, to_timestamp(run_at))
-    if queue.paused and status.reason != Reason.QUEUE_PAUSED:
-        message = f"TaskQueue {task.spec.queue!r} is paused"
-        patch = transitions.waiting(status, Reason.QUEUE_PAUSED, message, now)
-        announce = Announcement("Normal", Reason.QUEUE_PAUSED, message)
+    if queue.paused:
+        # Said once; a runAt is not said meanwhile, or the two reasons
+        # would take turns, one write each.
+        if status.reason != Reason.QUEUE_PAUSED:
+            message = f"TaskQueue {task.spec.queue!r} is paused"
+            patch = transitions.waiting(status, Reason.QUEUE_PAUSED, message, now)
+            announce = Announcement("Normal", Reason.QUEUE_PAUSED, message)
     elif (
         run_at is not None
         and status.attempts == 0
@@ -344,7 +347,13 @@ def _running(task: Task, status: TaskStatus, facts: Facts, deadline: float | Non
             _rng(task, held),
             AttemptOutcome.LEASE_EXPIRED,
         )
-        return Decision(patch=patch, announce=ended(patch), queue=None)
+        # Looked at again a lease period on, should the write not land.
+        return Decision(
+            patch=patch,
+            announce=ended(patch),
+            queue=None,
+            look_again_at=facts.now + held.lease_seconds,
+        )
     if facts.progress is not None:
         return Decision(
             patch={"progress": facts.progress},
@@ -551,13 +560,14 @@ def ended(patch: StatusPatch) -> Announcement | None:
 
 
 def invalid(status: dict[str, Any], message: str, now: float) -> Decision:
-    """A Task whose spec does not validate: Dead, once."""
+    """A Task whose spec does not validate: Dead, once. It is not queued, and
+    an attempt running under an earlier, valid version is told to stop."""
     if status.get("phase") == Phase.DEAD.value:
-        return NOTHING
+        return Decision(lease=LeaseAction.REVOKE)
     return Decision(
         patch=transitions.dead(None, Reason.INVALID_TASK, message, now),
         announce=Announcement("Warning", Reason.INVALID_TASK, message),
-        queue=KEEP,
+        lease=LeaseAction.REVOKE,
     )
 
 
