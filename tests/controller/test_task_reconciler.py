@@ -432,14 +432,20 @@ async def test_a_write_answered_after_the_task_was_deleted_does_not_bring_it_bac
     await op.tasks.close()
 
 
-async def test_a_payload_that_cannot_be_read_now_is_tried_again(operator: Operator) -> None:
+@pytest.mark.parametrize(
+    "error", [OSError("reset"), ApiError(503, "ServiceUnavailable", "busy")], ids=["reset", "503"]
+)
+async def test_a_payload_that_cannot_be_read_now_is_tried_again(
+    operator: Operator, error: Exception
+) -> None:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS}}
     operator.kube.put({**secret, "data": {"p": "eyJuIjogMX0="}}, plural="secrets")
     ref = {"secretKeyRef": {"name": "s", "key": "p"}}
     await operator.create(task("t", payloadFrom=ref))
-    operator.kube.fail("GET", path("secrets", NS, "s", group="", version="v1"), OSError("reset"))
+    operator.kube.fail("GET", path("secrets", NS, "s", group="", version="v1"), error)
     assert await operator.lease() == []
     assert operator.tasks.dispatcher.running() == 0  # not left claimed
+    assert operator.status("t").get("phase") != "Dead"
     await operator.advance(1)
     [leased] = await operator.lease()
     assert leased.payload == {"n": 1}

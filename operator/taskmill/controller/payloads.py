@@ -14,7 +14,9 @@ from taskmill.models.task import TaskSpec
 
 
 class BadPayload(Exception):
-    """``payloadFrom`` names something missing or not a JSON object."""
+    """``payloadFrom`` names something missing or not a JSON object: the Task
+    cannot run as it is. (An API server that is busy or away is not a bad
+    payload: that error is raised as it is, and the grant tried again.)"""
 
 
 async def resolve_payload(
@@ -34,6 +36,8 @@ async def resolve_payload(
     try:
         obj = await client.get(path(plural, namespace, ref.name, group="", version="v1"))
     except ApiError as exc:
+        if exc.is_transient:
+            raise  # the API server is busy or away: the grant is tried again
         raise BadPayload(f"payloadFrom: {kind} {ref.name!r}: {exc.message}") from exc
     data = obj.get("data") or {}
     if ref.key not in data:
