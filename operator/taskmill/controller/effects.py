@@ -108,7 +108,9 @@ class Effects:
         self.client = client
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrent_writes)
-        self.events = EventRecorder(client, per_second=events_per_second, component=component)
+        self.events = EventRecorder(
+            client, per_second=events_per_second, component=component, clock=clock
+        )
         self.outage = Outage()
         self.writes = 0
         self.conflicts = 0

@@ -8,11 +8,12 @@ and dropped, so Events never compete with status writes for the API server.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
+from taskmill.dispatch.clock import Clock, WallClock
 from taskmill.dispatch.tokenbucket import TokenBucket
+from taskmill.dispatch.transitions import iso
 from taskmill.kube.client import ApiError, KubeClient, path
 from taskmill.models.base import API_VERSION
 
@@ -20,20 +21,29 @@ log = logging.getLogger(__name__)
 
 
 class EventRecorder:
-    def __init__(self, client: KubeClient, *, per_second: float, component: str) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        per_second: float,
+        component: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self._clock = clock or WallClock()
         self._client = client
-        self._bucket = TokenBucket.full(per_second, per_second * 4, time.monotonic())
+        self._bucket = TokenBucket.full(per_second, per_second * 4, self._clock.now())
         self._component = component
         self.dropped = 0
 
     async def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post an Event about ``obj`` (a Task body); never raises."""
-        if not self._bucket.take(time.monotonic()):
+        now_ts = self._clock.now()
+        if not self._bucket.take(now_ts):
             self.dropped += 1
             return
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace", "default")
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = iso(float(int(now_ts))).replace(".000Z", "Z")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
