@@ -55,11 +55,10 @@ from taskmill.controller.events import EventRecorder
 from taskmill.dispatch.clock import Clock
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.outage import Outage
+from taskmill.dispatch.transitions import StatusPatch
 from taskmill.kube.client import UNREACHABLE, ApiError, KubeClient, path
 
 log = logging.getLogger(__name__)
-
-StatusPatch = dict[str, Any]
 
 
 class Failure(enum.Enum):
