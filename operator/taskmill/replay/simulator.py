@@ -303,11 +303,14 @@ class _Simulator:
         else:
             self._push(now + attempt.duration, _END, key, lease_id)
         beat = self.lease_seconds / 3
+        until = live_until if live_until != float("inf") else self.records[key].final_end or now
         at = now + beat
-        cancel_at = self.records[key].final_end or now
-        while at < live_until and (live_until != float("inf") or at < cancel_at):
+        while at < until:
             self._push(at, _BEAT, key, lease_id)
             at += beat
+        if attempt.outcome is AttemptOutcome.LEASE_EXPIRED and until > now:
+            # Its last heartbeat: the lease then runs out when it really did.
+            self._push(until, _BEAT, key, lease_id)
 
     def _cancel_pending(self, key: TaskKey) -> bool:
         record = self.records[key]
