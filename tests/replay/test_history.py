@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from taskmill.models.task import AttemptOutcome, Phase
@@ -52,7 +54,7 @@ def test_records_come_in_arrival_order() -> None:
         ({"metadata": {"name": "t"}}, "no name or creationTimestamp"),
     ],
 )
-def test_what_is_not_a_task_is_named_with_its_item(change: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_what_is_not_a_task_is_named_with_its_item(change: dict[str, Any], message: str) -> None:
     obj = task_object("t", 0) | change
 
     with pytest.raises(HistoryError, match=message):

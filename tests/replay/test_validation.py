@@ -95,5 +95,5 @@ def test_a_recorded_run_replayed_under_its_policy_ends_when_it_really_did(
     assert report["overall"]["wait"]["real"]["max"] > 1
 
     table = replay(crds, namespace, "-l", "batch=measured", "--order", "reverse-chronological")
-    assert "order=reverse-chronological, workers=3" in table
+    assert "order=reverse-chronological, workers=" in table
     assert re.search(rf"^all\s+{COUNT}\s+wait\s", table, re.M), table

@@ -132,22 +132,22 @@ class _Simulator:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> Replay:
-        budget = 100 + 200 * sum(1 + len(r.attempts) for r in self.records.values())
-        while budget > 0:
-            budget -= 1
-            when = self._next_time()
-            if when is None:
-                break
+        idle = 0  # steps in a row in which nothing happened
+        while (when := self._next_time()) is not None:
             self.clock.set(max(self.clock.now(), when))
             now = self.clock.now()
+            granted, handled = len(self.grants), 0
             while self.events and self.events[0][0] <= now:
                 _, kind, _, key, lease_id = heapq.heappop(self.events)
                 self._handle(kind, key, lease_id)
+                handled += 1
             for key in self.timers.due(now):
                 self._reconcile(key)
+                handled += 1
             self._serve(now)
-        else:
-            raise ReplayError("the replay did not come to rest")
+            idle = 0 if handled or len(self.grants) > granted else idle + 1
+            if idle > 10_000:
+                raise ReplayError(f"the replay does not come to rest (at {now})")
         return Replay(
             policy=self.policy,
             workers=self.workers,
