@@ -19,7 +19,7 @@ import pydantic
 
 from taskmill.dispatch.clock import to_timestamp
 from taskmill.dispatch.keys import TaskKey
-from taskmill.models.resources import Task
+from taskmill.models.resources import ObjectMeta, Task
 from taskmill.models.task import AttemptOutcome, Phase, TaskStatus
 
 
@@ -146,18 +146,20 @@ def _record(index: int, obj: Mapping[str, Any]) -> Record:
             final_end = attempts[-1].ended
     namespace = task.metadata.namespace or "default"
     # Only what the simulation needs: its own status is the replay's to write.
-    clean = Task.model_validate(
-        {
-            "apiVersion": task.api_version,
-            "kind": "Task",
-            "metadata": {
-                "name": task.metadata.name,
-                "namespace": namespace,
-                "uid": task.metadata.uid or f"replay-{namespace}-{task.metadata.name}",
-                "creationTimestamp": obj["metadata"]["creationTimestamp"],
-            },
+    meta = task.metadata
+    clean = task.model_copy(
+        update={
+            "metadata": ObjectMeta(
+                name=meta.name,
+                namespace=namespace,
+                uid=meta.uid or f"replay-{namespace}-{meta.name}",
+                creation_timestamp=created,
+            ),
             # TTL deletion would take finished Tasks out of the report.
-            "spec": task.spec.to_api() | {"ttlSecondsAfterFinished": None, "cancel": False},
+            "spec": task.spec.model_copy(
+                update={"ttl_seconds_after_finished": None, "cancel": False}
+            ),
+            "status": None,
         }
     )
     return Record(
