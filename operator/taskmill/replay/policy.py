@@ -124,8 +124,11 @@ def parse_backoff(text: str) -> Backoff:
         initial, factor, maximum = (float(p) for p in parts)
     except ValueError:
         raise ValueError(f"{text!r}: expected initial,factor,max, e.g. 1,2,300") from None
-    if initial < 0 or factor < 1 or maximum < initial:
-        raise ValueError(f"{text!r}: need initial >= 0, factor >= 1 and max >= initial")
+    if not (0 <= initial <= 86400 and 1 <= factor <= 100 and initial <= maximum <= 604800):
+        raise ValueError(
+            f"{text!r}: need 0 <= initial <= max, initial <= 86400, max <= 604800,"
+            " and 1 <= factor <= 100 (the limits of spec.backoff)"
+        )
     return Backoff(initial_seconds=initial, factor=factor, max_seconds=maximum)
 
 
