@@ -41,21 +41,39 @@ def main() -> None:
             attempts.append((start, end, outcome))
             at = end + 1.0
         history = [
-            {"attempt": n + 1, "worker": f"w{n % 4}", "startedAt": iso(s), "finishedAt": iso(e),
-             "outcome": o}
+            {
+                "attempt": n + 1,
+                "worker": f"w{n % 4}",
+                "startedAt": iso(s),
+                "finishedAt": iso(e),
+                "outcome": o,
+            }
             for n, (s, e, o) in enumerate(attempts)
         ]
-        items.append({
-            "apiVersion": "taskmill.dev/v1alpha1",
-            "kind": "Task",
-            "metadata": {"name": f"t{i:06d}", "namespace": "jobs", "uid": f"u{i}",
-                         "creationTimestamp": iso(arrival).replace(".000", "")},
-            "spec": {"type": rng.choice(["resize", "email", "report"]),
-                     "queue": rng.choice(["default", "bulk"]), "priority": rng.randint(0, 2)},
-            "status": {"phase": "Succeeded", "attempts": len(attempts),
-                       "startedAt": history[0]["startedAt"],
-                       "finishedAt": history[-1]["finishedAt"], "history": history},
-        })
+        items.append(
+            {
+                "apiVersion": "taskmill.dev/v1alpha1",
+                "kind": "Task",
+                "metadata": {
+                    "name": f"t{i:06d}",
+                    "namespace": "jobs",
+                    "uid": f"u{i}",
+                    "creationTimestamp": iso(arrival).replace(".000", ""),
+                },
+                "spec": {
+                    "type": rng.choice(["resize", "email", "report"]),
+                    "queue": rng.choice(["default", "bulk"]),
+                    "priority": rng.randint(0, 2),
+                },
+                "status": {
+                    "phase": "Succeeded",
+                    "attempts": len(attempts),
+                    "startedAt": history[0]["startedAt"],
+                    "finishedAt": history[-1]["finishedAt"],
+                    "history": history,
+                },
+            }
+        )
     json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
 
 

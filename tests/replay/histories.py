@@ -36,8 +36,10 @@ def task_object(
         for i, (start, end, outcome) in enumerate(attempts)
     ]
     if phase is None:
-        phase = "Pending" if not attempts else (
-            "Succeeded" if attempts[-1][2] == "Succeeded" else "Dead"
+        phase = (
+            "Pending"
+            if not attempts
+            else ("Succeeded" if attempts[-1][2] == "Succeeded" else "Dead")
         )
     status: dict[str, Any] = {"phase": phase, "attempts": len(attempts)}
     if reason:

@@ -31,9 +31,11 @@ def test_the_table_sets_real_beside_simulated(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "order=fifo, workers=1" in result.output
-    assert "queue=fast" in result.output and "type=work" in result.output
+    assert "queue=fast" in result.output
+    assert "type=work" in result.output
     assert "Outcomes that would differ: 1" in result.output
-    assert "ns/urgent" in result.output and "Dead (DeadlineExceeded)" in result.output
+    assert "ns/urgent" in result.output
+    assert "Dead (DeadlineExceeded)" in result.output
 
 
 def test_json_has_every_figure_and_task(tmp_path: Path) -> None:
@@ -54,7 +56,8 @@ def test_chart_writes_a_self_contained_page(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     text = chart.read_text()
-    assert "<svg" in text and "http" not in text.replace("http://www.w3.org/2000/svg", "")
+    assert "<svg" in text
+    assert "http" not in text.replace("http://www.w3.org/2000/svg", "")
 
 
 def test_bad_options_and_files_are_one_line_errors(tmp_path: Path) -> None:
@@ -68,6 +71,7 @@ def test_bad_options_and_files_are_one_line_errors(tmp_path: Path) -> None:
     assert "initial,factor,max" in run("-f", good, "--backoff", "1,2").output
     assert ".html or .svg" in run("-f", good, "--chart", str(tmp_path / "x.png")).output
     not_json = run("-f", str(bad))
-    assert not_json.exit_code == 1 and "is not JSON" in not_json.output
+    assert not_json.exit_code == 1
+    assert "is not JSON" in not_json.output
     assert "is a TaskQueue, not a Task" in run("-f", str(queue)).output
     assert "cannot read" in run("-f", str(tmp_path / "missing.json")).output

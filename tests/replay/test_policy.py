@@ -48,7 +48,8 @@ def test_limits_become_one_taskqueue_spec() -> None:
     spec = Policy(concurrency={"a": 2}, rates={"b": 0.5}).queue_spec(lease_seconds=20)
 
     assert spec.lease_seconds == 20
-    assert spec.concurrency is not None and spec.concurrency.per_type is not None
+    assert spec.concurrency is not None
+    assert spec.concurrency.per_type is not None
     assert [(t.type, t.limit) for t in spec.concurrency.per_type] == [("a", 2)]
     assert [(r.type, r.per_second, r.burst) for r in spec.rate_limits or []] == [("b", 0.5, 1)]
 

@@ -3,7 +3,6 @@ policy's limits, reports every Task once, and reproduces its own runs."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from hypothesis import given, settings
@@ -25,7 +24,8 @@ def intervals(result: Replay) -> list[tuple[float, float]]:
     out = []
     for task in result.tasks.values():
         for attempt in (task.status.history or []) if task.status else []:
-            assert attempt.started_at is not None and attempt.finished_at is not None
+            assert attempt.started_at is not None
+            assert attempt.finished_at is not None
             out.append((to_timestamp(attempt.started_at), to_timestamp(attempt.finished_at)))
     return out
 

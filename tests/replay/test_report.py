@@ -43,9 +43,11 @@ def test_the_chart_is_an_svg_with_both_lines_and_html_around_it() -> None:
     page = chart.page(real, simulated, 10.0, "what if")
 
     paths = [e for e in picture.iter() if e.tag.endswith("path")]
-    assert len(paths) == 2 and all(p.get("d") for p in paths)
+    assert len(paths) == 2
+    assert all(p.get("d") for p in paths)
     assert "what <if>" in "".join(picture.itertext())
-    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<svg" in page
 
 
 def test_a_large_chart_is_thinned() -> None:

@@ -38,7 +38,9 @@ SHOWN_DIFFERENCES = 20
 V = TypeVar("V")
 
 
-def _parsed(parse: Callable[[str], V], option: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+def _parsed(
+    parse: Callable[[str], V], option: str
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A click callback turning each value with ``parse``; its ValueError is a usage error."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -146,7 +148,9 @@ def replay(
     if filename is not None:
         objects = _read_file(filename)
         if namespace and not all_namespaces:
-            objects = [o for o in objects if (o.get("metadata") or {}).get("namespace") == namespace]
+            objects = [
+                o for o in objects if (o.get("metadata") or {}).get("namespace") == namespace
+            ]
     else:
         with make_client(namespace, kubeconfig, kube_context) as client:
             objects = list(
@@ -177,7 +181,9 @@ def _read_file(filename: str) -> list[dict[str, Any]]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CommandError(f"{filename} is not JSON (write it with `taskmill get -o json`): {exc}") from None
+        raise CommandError(
+            f"{filename} is not JSON (write it with `taskmill get -o json`): {exc}"
+        ) from None
     try:
         return [dict(item) for item in items_of(document)]
     except HistoryError as exc:

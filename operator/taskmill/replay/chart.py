@@ -46,7 +46,9 @@ def _nice(value: float) -> float:
     return power * 10
 
 
-def svg(real_ends: Sequence[float], simulated_ends: Sequence[float], start: float, title: str) -> str:
+def svg(
+    real_ends: Sequence[float], simulated_ends: Sequence[float], start: float, title: str
+) -> str:
     """The chart; ``*_ends`` are sorted absolute end times, ``start`` the first arrival."""
     real, simulated = _curve(real_ends, start), _curve(simulated_ends, start)
     span = max([p[0] for p in real[-1:] + simulated[-1:]] + [1e-9])
@@ -73,7 +75,8 @@ def svg(real_ends: Sequence[float], simulated_ends: Sequence[float], start: floa
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
         f'<text x="{LEFT}" y="{TOP - 18}" font-size="14">{html.escape(title)}</text>',
-        f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" '
+        'fill="none" stroke="#999"/>',
     ]
     tick = _nice(span)
     t = 0.0
@@ -100,7 +103,8 @@ def svg(real_ends: Sequence[float], simulated_ends: Sequence[float], start: floa
         f'<path d="{path(real)}" fill="none" stroke="{REAL_COLOUR}" stroke-width="2"/>',
         f'<path d="{path(simulated)}" fill="none" stroke="{SIMULATED_COLOUR}" '
         'stroke-width="2" stroke-dasharray="6,3"/>',
-        f'<text x="{LEFT + 10}" y="{TOP + 16}" fill="{REAL_COLOUR}">— real ({len(real_ends)})</text>',
+        f'<text x="{LEFT + 10}" y="{TOP + 16}" fill="{REAL_COLOUR}">'
+        f"— real ({len(real_ends)})</text>",
         f'<text x="{LEFT + 10}" y="{TOP + 32}" fill="{SIMULATED_COLOUR}">'
         f"- - simulated ({len(simulated_ends)})</text>",
         "</svg>",
@@ -108,10 +112,12 @@ def svg(real_ends: Sequence[float], simulated_ends: Sequence[float], start: floa
     return "\n".join(out)
 
 
-def page(real_ends: Sequence[float], simulated_ends: Sequence[float], start: float, title: str) -> str:
+def page(
+    real_ends: Sequence[float], simulated_ends: Sequence[float], start: float, title: str
+) -> str:
     """A self-contained HTML page around :func:`svg`."""
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>\n<body>\n"
         f"{svg(real_ends, simulated_ends, start, title)}\n</body></html>\n"
     )

@@ -41,7 +41,13 @@ class Figures:
     max: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99, "max": self.max}
+        return {
+            "count": self.count,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+            "max": self.max,
+        }
 
 
 def figures(values: Iterable[float | None]) -> Figures:
