@@ -253,6 +253,7 @@ def test_the_kubectl_plugin_has_the_user_commands() -> None:
         "dlq",
         "stats",
         "top",
+        "replay",
         "version",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command

@@ -115,6 +115,7 @@ def test_kubectl_complete_speaks_cobra() -> None:
         "dlq",
         "stats",
         "top",
+        "replay",
         "version",
     }
     assert "get\tList Tasks, or show the named ones." in commands

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 import taskmill
-from taskmill.cli import dlq, stats, tasks, top
+from taskmill.cli import dlq, replay, stats, tasks, top
 from taskmill.cli.completion import completion
 from taskmill.cli.dev import dev
 from taskmill.cli.runtime import operator_command, worker_command
@@ -41,6 +41,7 @@ for _group in (cli, plugin):
     _group.add_command(dlq.dlq)
     _group.add_command(stats.stats)
     _group.add_command(top.top)
+    _group.add_command(replay.replay)
     _group.add_command(version)
 
 

@@ -6,6 +6,7 @@ Event recorder uses the same bucket on the monotonic clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -36,4 +37,9 @@ class TokenBucket:
     def ready_at(self) -> float:
         """When the next whole token is there (``stamp`` if now)."""
         missing = 1.0 - self.tokens
-        return self.stamp if missing <= 0 else self.stamp + missing / self.per_second
+        if missing <= 0:
+            return self.stamp
+        # Never ``stamp`` itself: a sliver of a token missing at epoch-sized
+        # times rounds to no time at all, and a waiter woken then would find
+        # the bucket still short and wait for the same instant again.
+        return max(self.stamp + missing / self.per_second, math.nextafter(self.stamp, math.inf))
