@@ -1,7 +1,7 @@
 """A token bucket: ``per_second`` tokens a second, at most ``burst`` saved up.
 
 Time is passed in, so the dispatcher runs it on any clock; the operator's
-Event recorder uses the same bucket on the monotonic clock.
+Event recorder uses the same bucket on the operator's injected clock.
 """
 
 from __future__ import annotations
