@@ -17,7 +17,7 @@ from typing import Any
 
 from taskmill.dispatch import task_decisions, transitions
 from taskmill.dispatch.clock import FakeClock, to_datetime
-from taskmill.dispatch.dispatcher import Candidate, Dispatcher
+from taskmill.dispatch.dispatcher import Dispatcher
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseInfo
 from taskmill.dispatch.task_decisions import Decision, LeaseAction
@@ -139,21 +139,10 @@ class Simulation:
         decision = task_decisions.decide(self.tasks[key], self.facts(key))
         self.decisions.append((key, decision))
         now = self.clock.now()
-        if isinstance(decision.queue, Candidate):
-            self.dispatcher.put(decision.queue, now)
-        elif decision.queue is None:
-            self.dispatcher.discard(key)
-        if decision.lease is LeaseAction.END:
-            self.dispatcher.finished(key)
-        elif decision.lease is LeaseAction.REVOKE:
-            lease = self.dispatcher.finished(key)
-            if lease is not None:
-                self.revoked.append(lease.id)
-        elif decision.lease is LeaseAction.RESTORE:
-            assert decision.restored is not None
-            self.dispatcher.restore(
-                task_decisions.running_candidate(self.tasks[key]), decision.restored
-            )
+        lease = self.dispatcher.leases.for_key(key)
+        task_decisions.apply_in_memory(decision, key, self.tasks[key], self.dispatcher, now)
+        if decision.lease is LeaseAction.REVOKE and lease is not None:
+            self.revoked.append(lease.id)
         if decision.look_again_at is not None:
             self.timers.at(key, decision.look_again_at)
         if decision.delete:

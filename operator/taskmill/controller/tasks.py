@@ -36,10 +36,10 @@ from taskmill.controller.store import Entry, InvalidTask, TaskRecord, TaskStore
 from taskmill.controller.workqueue import KeyedQueue
 from taskmill.dispatch import task_decisions
 from taskmill.dispatch.clock import Clock, WallClock
-from taskmill.dispatch.dispatcher import Candidate, Dispatcher
+from taskmill.dispatch.dispatcher import Dispatcher
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.queues import QueueBook
-from taskmill.dispatch.task_decisions import Decision, LeaseAction
+from taskmill.dispatch.task_decisions import Decision
 from taskmill.dispatch.timers import Timers
 from taskmill.kube.client import KubeClient, path
 from taskmill.models.resources import Task, TaskQueue
@@ -228,23 +228,9 @@ class TaskController:
     def _apply(self, entry: Entry, decision: Decision) -> None:
         """The in-memory part of a decision, at once."""
         key = entry.key
-        now = self.clock.now()
-        queued = decision.queue
-        if isinstance(queued, Candidate):
-            self.dispatcher.put(queued, now)
+        task = entry.task if isinstance(entry, TaskRecord) else None
+        if task_decisions.apply_in_memory(decision, key, task, self.dispatcher, self.clock.now()):
             self.work_arrived.set()
-        elif queued is None:
-            self.dispatcher.discard(key)
-        action = decision.lease
-        if action is LeaseAction.END:
-            self.dispatcher.finished(key)
-        elif action is LeaseAction.REVOKE:
-            lease = self.dispatcher.finished(key)
-            if lease is not None:
-                self.leases.revoke(lease, now)
-        elif action is LeaseAction.RESTORE and decision.restored is not None:
-            assert isinstance(entry, TaskRecord)
-            self.dispatcher.restore(task_decisions.running_candidate(entry.task), decision.restored)
         if decision.waits_for_queue is not None:
             queue = (key[0], decision.waits_for_queue)
             self._parked.setdefault(queue, set()).add(key)

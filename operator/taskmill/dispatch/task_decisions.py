@@ -34,7 +34,7 @@ from taskmill.dispatch import transitions
 from taskmill.dispatch.backoff import BackoffPolicy
 from taskmill.dispatch.clock import to_timestamp
 from taskmill.dispatch.dependencies import DependencyState, evaluate, find_cycle
-from taskmill.dispatch.dispatcher import Candidate
+from taskmill.dispatch.dispatcher import Candidate, Dispatcher
 from taskmill.dispatch.keys import TaskKey
 from taskmill.dispatch.leases import LeaseInfo
 from taskmill.dispatch.transitions import StatusPatch
@@ -390,6 +390,28 @@ def restore_lease(task: Task, status: TaskStatus, facts: Facts) -> LeaseInfo:
         expires_at=max(to_timestamp(recorded.expires_at), now + facts.lease_seconds),
         lease_seconds=facts.lease_seconds,
     )
+
+
+def apply_in_memory(
+    decision: Decision, key: TaskKey, task: Task | None, dispatcher: Dispatcher, now: float
+) -> bool:
+    """The in-memory part of a decision: the Task's place in the dispatcher
+    and its lease in the book. True when a Task was queued."""
+    queued = decision.queue
+    if isinstance(queued, Candidate):
+        dispatcher.put(queued, now)
+    elif queued is None:
+        dispatcher.discard(key)
+    action = decision.lease
+    if action is LeaseAction.END:
+        dispatcher.finished(key)
+    elif action is LeaseAction.REVOKE:
+        lease = dispatcher.finished(key)
+        if lease is not None:
+            dispatcher.leases.revoke(lease, now)
+    elif action is LeaseAction.RESTORE and decision.restored is not None and task is not None:
+        dispatcher.restore(running_candidate(task), decision.restored)
+    return isinstance(queued, Candidate)
 
 
 def running_candidate(task: Task) -> Candidate:
